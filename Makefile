@@ -1,0 +1,41 @@
+# Quick start: `make synth` (offline synth of the dev stack) and `make test`.
+# Both create .venv and install the pinned dependencies when they are missing or changed.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STACK  ?= dev
+OUT    ?= build/synth/$(STACK)
+
+.PHONY: help venv synth synth-all test policy clean
+
+help:
+	@echo "make synth [STACK=dev|prod|local]  offline synth into build/synth/<stack>/"
+	@echo "make synth-all                      synth every stack in stacks/"
+	@echo "make test                           the whole test suite"
+	@echo "make policy [PATHS=...]             guardrail checker over YAML files or folders"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+synth: venv
+	$(PY) -m synth --stack $(STACK) --out $(OUT)
+
+synth-all: venv
+	for s in $$(ls stacks | sed -n 's/^Pulumi\.\(.*\)\.yaml$$/\1/p'); do \
+	  $(PY) -m synth --stack $$s --out build/synth/$$s || exit 1; done
+
+test: venv
+	$(PY) -m pytest -q
+
+PATHS ?= argocd-apps
+policy: venv
+	$(PY) -m policy.check $(PATHS)
+
+clean:
+	rm -rf build

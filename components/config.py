@@ -1,0 +1,436 @@
+"""The stack's configuration: one typed, validated object built from `stacks/Pulumi.<stack>.yaml`.
+
+Every key lives in the `platform:` namespace (plus `aws:region`). Invalid input raises `ConfigError`
+before any resource is registered, with one line per problem naming the key as it is written in the
+stack file (`platform:cluster.agents.min`) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from components import versions
+
+NAMESPACE = "platform"
+
+_DNS_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+DNS_NAME_RE = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})+$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+INSTANCE_TYPE_RE = re.compile(
+    r"^(?P<family>(?P<cls>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*))\.(?P<size>[a-z0-9]+)$"
+)
+AWS_REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """The stack configuration is invalid; `issues` lists every problem found."""
+
+    def __init__(self, issues: list[ConfigIssue]):
+        self.issues = issues
+        super().__init__("invalid stack configuration:\n" + "\n".join(f"  {i}" for i in issues))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+    )
+
+
+def _cidr(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR block such as 10.0.0.0/16 ({exc})") from None
+    return str(net)
+
+
+def instance_arch(instance_type: str) -> str | None:
+    """`m7g.large` -> arm64 (Graviton families carry a `g` attribute), `t3.large` -> x86_64."""
+    match = INSTANCE_TYPE_RE.match(instance_type)
+    if not match:
+        return None
+    return "arm64" if "g" in match["attrs"] else "x86_64"
+
+
+class ExistingVpc(_Section):
+    """Bring-your-own VPC: the platform creates no network resources."""
+
+    vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8,17}$")
+    vpc_cidr: str
+    """CIDR of the existing VPC (nodes accept cluster traffic from it)."""
+    public_subnet_ids: list[str] = Field(min_length=1)
+    private_subnet_ids: list[str] = []
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _check_cidr(cls, v: str) -> str:
+        return _cidr(v)
+
+    @field_validator("public_subnet_ids", "private_subnet_ids")
+    @classmethod
+    def _check_subnets(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if not re.match(r"^subnet-[0-9a-f]{8,17}$", s)]
+        if bad:
+            raise ValueError(f"not subnet IDs (subnet-0123abcd...): {bad}")
+        return v
+
+
+class NetworkConfig(_Section):
+    """`platform:network` — the VPC the cluster runs in."""
+
+    vpc_cidr: str = "10.20.0.0/16"
+    availability_zones: int = Field(default=1, ge=1, le=3)
+    """How many AZs to span (servers are spread over them)."""
+    public_subnet_cidrs: list[str] = ["10.20.0.0/20"]
+    private_subnet_cidrs: list[str] = []
+    """Private subnets for the nodes; requires NAT gateways for egress."""
+    nat_gateways: Literal["none", "single", "perAz"] = "none"
+    node_subnets: Literal["public", "private"] = "public"
+    existing: ExistingVpc | None = None
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _check_vpc(cls, v: str) -> str:
+        return _cidr(v)
+
+    @field_validator("public_subnet_cidrs", "private_subnet_cidrs")
+    @classmethod
+    def _check_subnets(cls, v: list[str]) -> list[str]:
+        return [_cidr(c) for c in v]
+
+
+class AgentsConfig(_Section):
+    """`platform:cluster.agents` — the agent Auto Scaling group."""
+
+    min: int = Field(default=0, ge=0, le=100)
+    max: int = Field(default=0, ge=0, le=100)
+    desired: int = Field(default=0, ge=0, le=100)
+    instance_type: str = "t3.large"
+    spot_percentage: int = Field(default=0, ge=0, le=100)
+    """Share of agents above the on-demand base that run on Spot capacity."""
+
+
+class EtcdSnapshotConfig(_Section):
+    schedule: str = "0 */6 * * *"
+    retention: int = Field(default=20, ge=1, le=500)
+    retain_days: int = Field(default=30, ge=1, le=3650)
+    """Days the bucket keeps replaced snapshot object versions."""
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_cron(cls, v: str) -> str:
+        if len(v.split()) != 5 or not re.fullmatch(r"[0-9*/,\- ]+", v):
+            raise ValueError(f"{v!r} is not a 5-field cron expression such as '0 */6 * * *'")
+        return v
+
+
+class ClusterConfig(_Section):
+    """`platform:cluster` — the K3s cluster on EC2."""
+
+    servers: int = 1
+    server_instance_type: str = "t3.large"
+    arch: Literal["x86_64", "arm64"] = "x86_64"
+    k3s_version: str = versions.K3S_VERSION
+    agents: AgentsConfig = AgentsConfig()
+    root_volume_gb: int = Field(default=40, ge=20, le=2000)
+    api_allowed_cidrs: list[str] = Field(min_length=1)
+    """CIDRs allowed to reach the Kubernetes API on 6443 (your office / VPN / CI egress)."""
+    endpoint: Literal["eip", "nlb"] | None = None
+    """`eip` (one server, no load balancer cost) or `nlb`; default: eip for 1 server, nlb for HA."""
+    etcd_snapshots: EtcdSnapshotConfig = EtcdSnapshotConfig()
+
+    @field_validator("servers")
+    @classmethod
+    def _check_servers(cls, v: int) -> int:
+        if v not in (1, 3, 5):
+            raise ValueError(
+                f"must be 1, 3 or 5 (got {v}): embedded etcd needs an odd number of servers"
+            )
+        return v
+
+    @field_validator("api_allowed_cidrs")
+    @classmethod
+    def _check_cidrs(cls, v: list[str]) -> list[str]:
+        return [_cidr(c) for c in v]
+
+    @field_validator("k3s_version")
+    @classmethod
+    def _check_k3s(cls, v: str) -> str:
+        minor = versions.k3s_minor(v)
+        if minor is None:
+            raise ValueError(f"{v!r} is not a K3s release such as {versions.K3S_VERSION}")
+        low, high = versions.RANCHER.kube_min, versions.RANCHER.kube_max
+        if not (
+            versions.minor_tuple(low) <= versions.minor_tuple(minor) <= versions.minor_tuple(high)
+        ):
+            raise ValueError(
+                f"K3s {v} is Kubernetes {minor}; the pinned Rancher {versions.RANCHER.version} "
+                f"supports {low} to {high}"
+            )
+        return v
+
+    @property
+    def endpoint_kind(self) -> str:
+        return self.endpoint or ("eip" if self.servers == 1 else "nlb")
+
+
+class LocalConfig(_Section):
+    """`platform:local` — an existing cluster (k3d, kind) reached through a kubeconfig."""
+
+    kubeconfig: str = Field(min_length=1)
+    """Path to the kubeconfig file (`~` is expanded)."""
+    context: str | None = None
+
+
+class DnsConfig(_Section):
+    """`platform:dns` — hostnames. Without a domain: `<name>.<ip>.sslip.io` on the ingress IP."""
+
+    domain: str | None = None
+    hosted_zone_id: str | None = Field(default=None, pattern=r"^Z[0-9A-Z]{4,32}$")
+
+    @field_validator("domain")
+    @classmethod
+    def _check_domain(cls, v: str | None) -> str | None:
+        if v is not None and not DNS_NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a DNS name such as dev.example.com (lower case)")
+        return v
+
+
+class TlsConfig(_Section):
+    """`platform:tls` — certificates for the platform's hostnames."""
+
+    lets_encrypt: bool = True
+    acme_email: str | None = None
+    acme_server: Literal["staging", "production"] | None = None
+    """Default: production on production stacks, staging elsewhere."""
+
+    @field_validator("acme_email")
+    @classmethod
+    def _check_email(cls, v: str | None) -> str | None:
+        if v is not None and not EMAIL_RE.match(v):
+            raise ValueError(f"{v!r} is not an e-mail address")
+        return v
+
+
+class GitOpsConfig(_Section):
+    """`platform:gitops` — where Argo CD finds the apps."""
+
+    repo_url: str
+    revision: str = "main"
+    path: str = "argocd-apps"
+
+    @field_validator("repo_url")
+    @classmethod
+    def _check_url(cls, v: str) -> str:
+        if not re.match(r"^(https://|ssh://|git://|git@)[^\s]+$", v):
+            raise ValueError(f"{v!r} is not a Git URL (https://, ssh://, git:// or git@host:...)")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, v: str) -> str:
+        if v.startswith("/") or ".." in v.split("/") or not v.strip("/"):
+            raise ValueError(f"{v!r} must be a relative path inside the repository")
+        return v.strip("/")
+
+
+class PlatformConfig(_Section):
+    """The whole stack configuration (keys `platform:<field>` in the stack file)."""
+
+    environment: str
+    """Environment name; selects the argocd-apps overlay (dev, prod, local...)."""
+    production: bool = False
+    target: Literal["aws", "existing"] = "aws"
+    aws_region: str | None = Field(default=None, alias="awsRegion")
+    network: NetworkConfig = NetworkConfig()
+    cluster: ClusterConfig | None = None
+    local: LocalConfig | None = None
+    dns: DnsConfig = DnsConfig()
+    tls: TlsConfig = TlsConfig()
+    gitops: GitOpsConfig
+
+    @field_validator("environment")
+    @classmethod
+    def _check_env(cls, v: str) -> str:
+        if not ENV_NAME_RE.match(v):
+            raise ValueError(f"{v!r} must be lower case letters, digits and '-', at most 16")
+        return v
+
+    @property
+    def acme_server(self) -> str:
+        return self.tls.acme_server or ("production" if self.production else "staging")
+
+
+def _key(loc: tuple[Any, ...]) -> str:
+    """Pydantic error location -> the key as written in the stack file."""
+    if not loc:
+        return f"{NAMESPACE}:"
+    head, rest = loc[0], loc[1:]
+    key = "aws:region" if head == "awsRegion" else f"{NAMESPACE}:{head}"
+    for part in rest:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return key
+
+
+def _overlaps(cidrs: list[str]) -> list[tuple[str, str]]:
+    nets = [ipaddress.ip_network(c) for c in cidrs]
+    return [
+        (str(a), str(b)) for i, a in enumerate(nets) for b in nets[i + 1 :] if a.overlaps(b)
+    ]
+
+
+def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
+    """Checks that span several keys; run once every key has the right shape."""
+    issues: list[ConfigIssue] = []
+    add = lambda key, msg: issues.append(ConfigIssue(f"{NAMESPACE}:{key}", msg))  # noqa: E731
+
+    if cfg.tls.lets_encrypt and not cfg.tls.acme_email:
+        add("tls.acmeEmail", "required when platform:tls.letsEncrypt is true (Let's Encrypt contact)")
+    if cfg.dns.hosted_zone_id and not cfg.dns.domain:
+        add("dns.hostedZoneId", "needs platform:dns.domain (the zone's domain name)")
+
+    if cfg.target == "existing":
+        if cfg.local is None:
+            add("local.kubeconfig", "required when platform:target is existing (path to a kubeconfig)")
+        if cfg.cluster is not None:
+            add("cluster", "not allowed when platform:target is existing (the cluster already exists)")
+        return issues
+
+    if cfg.local is not None:
+        add("local", "only allowed when platform:target is existing")
+    if not cfg.aws_region:
+        issues.append(ConfigIssue("aws:region", "required when platform:target is aws"))
+    elif not AWS_REGION_RE.match(cfg.aws_region):
+        issues.append(ConfigIssue("aws:region", f"{cfg.aws_region!r} is not an AWS region"))
+    if cfg.cluster is None:
+        add("cluster", "required when platform:target is aws (at least apiAllowedCidrs)")
+        return issues
+    cl, net = cfg.cluster, cfg.network
+
+    for key, itype in [("serverInstanceType", cl.server_instance_type),
+                       ("agents.instanceType", cl.agents.instance_type)]:
+        arch = instance_arch(itype)
+        if arch is None:
+            add(f"cluster.{key}", f"{itype!r} is not an EC2 instance type such as t3.large")
+        elif arch != cl.arch:
+            family = "Graviton (t4g, m7g, c7g...)" if cl.arch == "arm64" else "x86 (t3, m6i, c6a...)"
+            add(f"cluster.{key}", f"{itype} is {arch}; platform:cluster.arch {cl.arch} needs a {family} type")
+
+    ag = cl.agents
+    if ag.min > ag.max:
+        add("cluster.agents.min", f"{ag.min} is greater than platform:cluster.agents.max {ag.max}")
+    elif not ag.min <= ag.desired <= ag.max:
+        add("cluster.agents.desired", f"{ag.desired} must be within [min, max] = [{ag.min}, {ag.max}]")
+
+    if cl.endpoint == "eip" and cl.servers > 1:
+        add("cluster.endpoint", "eip serves one server; HA servers need nlb")
+    if cfg.production:
+        world = [c for c in cl.api_allowed_cidrs if ipaddress.ip_network(c).prefixlen == 0]
+        if world:
+            add("cluster.apiAllowedCidrs",
+                f"{world} opens the Kubernetes API to the internet; production stacks must list "
+                "specific CIDRs")
+
+    if net.existing is not None:
+        if net.node_subnets == "private" and not net.existing.private_subnet_ids:
+            add("network.existing.privateSubnetIds", "required when platform:network.nodeSubnets is private")
+        return issues
+
+    vpc = ipaddress.ip_network(net.vpc_cidr)
+    if cl.servers > 1 and net.availability_zones < 3:
+        add("network.availabilityZones",
+            f"{cl.servers} servers need 3 availability zones so losing one AZ keeps etcd quorum")
+    for key, cidrs in [("publicSubnetCidrs", net.public_subnet_cidrs),
+                       ("privateSubnetCidrs", net.private_subnet_cidrs)]:
+        if cidrs and len(cidrs) != net.availability_zones:
+            add(f"network.{key}",
+                f"needs one CIDR per availability zone ({net.availability_zones}), got {len(cidrs)}")
+        for i, c in enumerate(cidrs):
+            if not ipaddress.ip_network(c).subnet_of(vpc):  # type: ignore[arg-type]
+                add(f"network.{key}[{i}]", f"{c} is not inside platform:network.vpcCidr {vpc}")
+    if not net.public_subnet_cidrs:
+        add("network.publicSubnetCidrs", "at least one public subnet is needed for the ingress endpoint")
+    for a, b in _overlaps(net.public_subnet_cidrs + net.private_subnet_cidrs):
+        add("network.publicSubnetCidrs" if a in net.public_subnet_cidrs else "network.privateSubnetCidrs",
+            f"subnets {a} and {b} overlap")
+    if net.node_subnets == "private":
+        if not net.private_subnet_cidrs:
+            add("network.privateSubnetCidrs", "required when platform:network.nodeSubnets is private")
+        if net.nat_gateways == "none":
+            add("network.natGateways",
+                "private nodes need a NAT gateway to download K3s and images (single or perAz)")
+    elif net.nat_gateways != "none" and not net.private_subnet_cidrs:
+        add("network.natGateways", "NAT gateways serve private subnets; none are configured")
+    return issues
+
+
+def parse(raw: Mapping[str, Any]) -> PlatformConfig:
+    """Build the config from stack-file keys (`{"platform:cluster": {...}, "aws:region": ...}`)."""
+    data: dict[str, Any] = {}
+    issues: list[ConfigIssue] = []
+    fields = {f.alias or name for name, f in PlatformConfig.model_fields.items()}
+    for full_key, value in raw.items():
+        ns, _, key = full_key.partition(":")
+        if full_key == "aws:region":
+            data["awsRegion"] = value
+        elif ns == NAMESPACE:
+            if key not in fields or key == "awsRegion":
+                allowed = ", ".join(sorted(f"{NAMESPACE}:{f}" for f in fields if f != "awsRegion"))
+                issues.append(ConfigIssue(full_key, f"unknown key; allowed: {allowed}"))
+            else:
+                data[key] = value
+    try:
+        cfg = PlatformConfig.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            elif err["type"] == "missing":
+                msg = "required"
+            elif err["type"].endswith("_type") or err["type"] == "literal_error":
+                msg = f"{msg} (got {err['input']!r})"
+            issues.append(ConfigIssue(_key(err["loc"]), msg))
+        raise ConfigError(issues) from None
+    issues += _semantic_issues(cfg)
+    if issues:
+        raise ConfigError(issues)
+    return cfg
+
+
+def from_pulumi() -> PlatformConfig:
+    """Read the stack's configuration from the Pulumi runtime and validate it."""
+    import json
+
+    import pulumi.runtime.config as runtime_config
+
+    raw: dict[str, Any] = {}
+    every = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    for key, value in every.items():
+        if key.startswith(f"{NAMESPACE}:") or key == "aws:region":
+            try:
+                raw[key] = json.loads(value)
+            except (TypeError, json.JSONDecodeError):
+                raw[key] = value
+    return parse(raw)

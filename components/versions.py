@@ -1,0 +1,117 @@
+"""The one version matrix of the platform.
+
+Every pinned version lives here so an upgrade is one reviewed diff. Upgrade order (docs/upgrades.md):
+Rancher first (it bounds the Kubernetes minor), then K3s within Rancher's range, then cert-manager
+(it supports only the two newest minors), then Vault/OpenBao, External Secrets and Argo CD.
+tests/test_versions.py checks that the pins agree with each other.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ChartPin:
+    """A Helm chart pinned to one version, with the Kubernetes minors it supports."""
+
+    chart: str
+    repo: str
+    version: str
+    kube_min: str
+    """Lowest Kubernetes minor (``"1.33"``) the chart supports."""
+    kube_max: str
+    """Highest Kubernetes minor the chart supports."""
+    app_version: str = ""
+
+
+K3S_VERSION = "v1.34.10+k3s1"
+"""K3s release installed on every node (INSTALL_K3S_VERSION)."""
+
+K3S_VERSION_RE = re.compile(r"^v1\.(?P<minor>\d+)\.(?P<patch>\d+)\+k3s(?P<build>\d+)$")
+
+# Rancher's chart refuses to install above its kubeVersion bound; 2.13 supports 1.32 to 1.34.
+RANCHER = ChartPin(
+    chart="rancher",
+    repo="https://releases.rancher.com/server-charts/stable",
+    version="2.13.3",
+    kube_min="1.32",
+    kube_max="1.34",
+    app_version="v2.13.3",
+)
+# cert-manager supports only its two newest minors; 1.21 covers Kubernetes 1.33 to 1.36.
+CERT_MANAGER = ChartPin(
+    chart="cert-manager",
+    repo="https://charts.jetstack.io",
+    version="v1.21.1",
+    kube_min="1.33",
+    kube_max="1.36",
+    app_version="v1.21.1",
+)
+VAULT = ChartPin(
+    chart="vault",
+    repo="https://helm.releases.hashicorp.com",
+    version="0.34.1",
+    kube_min="1.20",
+    kube_max="1.36",
+    app_version="2.0.4",
+)
+OPENBAO = ChartPin(
+    chart="openbao",
+    repo="https://openbao.github.io/openbao-helm",
+    version="0.29.2",
+    kube_min="1.30",
+    kube_max="1.36",
+    app_version="v2.6.2",
+)
+EXTERNAL_SECRETS = ChartPin(
+    chart="external-secrets",
+    repo="https://charts.external-secrets.io",
+    version="2.9.0",
+    kube_min="1.32",
+    kube_max="1.36",
+    app_version="v2.9.0",
+)
+ARGO_CD = ChartPin(
+    chart="argo-cd",
+    repo="https://argoproj.github.io/argo-helm",
+    version="10.1.1",
+    kube_min="1.31",
+    kube_max="1.36",
+    app_version="v3.4.4",
+)
+
+CHARTS: dict[str, ChartPin] = {
+    "rancher": RANCHER,
+    "cert-manager": CERT_MANAGER,
+    "vault": VAULT,
+    "openbao": OPENBAO,
+    "external-secrets": EXTERNAL_SECRETS,
+    "argo-cd": ARGO_CD,
+}
+
+
+def minor_tuple(minor: str) -> tuple[int, int]:
+    major, _, rest = minor.partition(".")
+    return int(major), int(rest)
+
+
+def k3s_minor(version: str) -> str | None:
+    """``"v1.34.10+k3s1"`` -> ``"1.34"``; None when the string is not a K3s release."""
+    match = K3S_VERSION_RE.match(version)
+    return f"1.{match['minor']}" if match else None
+
+
+def kubernetes_minor() -> str:
+    """The Kubernetes minor of the pinned K3s release (used for schema validation)."""
+    minor = k3s_minor(K3S_VERSION)
+    assert minor, K3S_VERSION
+    return minor
+
+
+def supported_k3s_minors() -> tuple[str, str]:
+    """The K3s minors that every pinned chart supports (Rancher's range is the tightest)."""
+    low = max((c.kube_min for c in CHARTS.values()), key=minor_tuple)
+    high = min((c.kube_max for c in CHARTS.values()), key=minor_tuple)
+    return low, high
