@@ -28,6 +28,8 @@ INSTANCE_TYPE_RE = re.compile(
 )
 AWS_REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+K3S_NETWORKS = {"pod": "10.42.0.0/16", "service": "10.43.0.0/16"}
+"""K3s defaults; a VPC that overlaps them makes node and pod routes collide."""
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,16 @@ class LocalConfig(_Section):
     kubeconfig: str = Field(min_length=1)
     """Path to the kubeconfig file (`~` is expanded)."""
     context: str | None = None
+    ingress_ip: str = "127.0.0.1"
+    """Address the cluster's ingress answers on (k3d maps 80/443 to the host)."""
+
+    @field_validator("ingress_ip")
+    @classmethod
+    def _check_ip(cls, v: str) -> str:
+        try:
+            return str(ipaddress.ip_address(v))
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IP address") from None
 
 
 class DnsConfig(_Section):
@@ -358,6 +370,9 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
         return issues
 
     vpc = ipaddress.ip_network(net.vpc_cidr)
+    for label, k3s_net in K3S_NETWORKS.items():
+        if vpc.overlaps(ipaddress.ip_network(k3s_net)):
+            add("network.vpcCidr", f"{vpc} overlaps the K3s {label} CIDR {k3s_net}")
     if cl.servers > 1 and net.availability_zones < 3:
         add("network.availabilityZones",
             f"{cl.servers} servers need 3 availability zones so losing one AZ keeps etcd quorum")

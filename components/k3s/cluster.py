@@ -1,0 +1,531 @@
+"""The K3s cluster on EC2: servers with fixed addresses, agents in an Auto Scaling group, a stable API
+endpoint, the snapshot bucket, the KMS key, and the kubernetes Provider the platform layer uses."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components.cluster_access import AwsFacts, ClusterAccess
+from components.config import ClusterConfig
+from components.k3s.pki import ClusterPki, ClusterPkiArgs, secure_token
+from components.k3s.readiness import ApiReadiness
+from components.k3s.userdata import (
+    EtcdSnapshots,
+    NodeBoot,
+    agent_k3s_config,
+    render_user_data,
+    server_k3s_config,
+)
+from components.network import Network, fixed_address
+
+API_PORT = 6443
+INGRESS_PORTS = (80, 443)
+AMI_NAME = {"x86_64": "al2023-ami-2023.*-kernel-6.12-x86_64", "arm64": "al2023-ami-2023.*-kernel-6.12-arm64"}
+# IMDSv2 only. Hop limit 2 lets pods reach IMDS through the extra network hop of the container
+# network, which Vault's awskms seal and cert-manager's Route53 solver need for the node role's
+# credentials; with 1 their requests silently time out. User data therefore holds no secret.
+METADATA_OPTIONS = {
+    "http_endpoint": "enabled",
+    "http_tokens": "required",
+    "http_put_response_hop_limit": 2,
+    "instance_metadata_tags": "disabled",
+}
+EC2_ASSUME_ROLE = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
+SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+SNAPSHOT_PREFIXES = ("etcd", "vault")
+
+
+@dataclass
+class K3sClusterArgs:
+    config: ClusterConfig
+    """`platform:cluster` of the stack."""
+    network: Network
+    region: str
+    extra_server_manifests: dict[str, str] = field(default_factory=dict)
+    """File name -> YAML for K3s's auto-deploy manifests directory on the servers."""
+    extra_node_policy_arns: list[pulumi.Input[str]] = field(default_factory=list)
+    """IAM policies attached to both node roles (e.g. pull rights on the app registry)."""
+
+
+def _policy(statements: list[dict]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+
+
+class K3sCluster(pulumi.ComponentResource):
+    """A K3s cluster: 1 server (dev) or 3/5 servers with embedded etcd across AZs, plus agents."""
+
+    access: ClusterAccess
+    """What the platform layer needs: provider, credentials, ingress IP, AWS facts."""
+    api_url: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    ingress_ip: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(self, name: str, args: K3sClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:k3s:Cluster", name, None, opts)
+        self._name = name
+        self._cfg = cfg = args.config
+        self._net = net = args.network
+        self._region = args.region
+        if cfg.servers > 1 and len(net.node_subnet_ids) < 3:
+            raise ValueError(
+                f"{cfg.servers} servers need node subnets in 3 availability zones; "
+                f"got {len(net.node_subnet_ids)} (platform:network)"
+            )
+        child = pulumi.ResourceOptions(parent=self)
+        stateful = pulumi.ResourceOptions(parent=self, protect=True)
+
+        self.pki = ClusterPki(f"{name}-pki", ClusterPkiArgs(cluster_name=name), opts=child)
+        server_password = random.RandomPassword(f"{name}-token", length=48, special=False, opts=child)
+        agent_password = random.RandomPassword(f"{name}-agent-token", length=48, special=False, opts=child)
+
+        self.kms_key = aws.kms.Key(
+            f"{name}-kms",
+            description=f"{name}: Vault auto-unseal",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            opts=stateful,
+        )
+        aws.kms.Alias(f"{name}-kms-alias", name=f"alias/{name}-vault-unseal", target_key_id=self.kms_key.key_id, opts=child)
+        self.bucket = self._snapshot_bucket(stateful, child)
+
+        root = self.pki.root_cert_pem
+        server_secret_value = pulumi.Output.secret(
+            pulumi.Output.all(root, server_password.result, agent_password.result, self.pki.server_files).apply(
+                lambda a: json.dumps(
+                    {"token": secure_token(a[0], "server", a[1]), "agentToken": a[2], "caFiles": a[3]},
+                    sort_keys=True,
+                )
+            )
+        )
+        agent_secret_value = pulumi.Output.secret(
+            pulumi.Output.all(root, agent_password.result).apply(
+                lambda a: json.dumps({"token": secure_token(a[0], "node", a[1])})
+            )
+        )
+        server_secret = self._secret("server", server_secret_value, stateful, child)
+        agent_secret = self._secret("agent", agent_secret_value, stateful, child)
+
+        server_profile, self._server_role = self._node_role(
+            "server", self._server_statements(server_secret.arn), args.extra_node_policy_arns
+        )
+        agent_profile, self._agent_role = self._node_role(
+            "agent",
+            agent_secret.arn.apply(
+                lambda arn: [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arn}]
+            ),
+            args.extra_node_policy_arns,
+        )
+
+        ami = aws.ec2.get_ami_output(
+            most_recent=True,
+            owners=["amazon"],
+            filters=[
+                {"name": "name", "values": [AMI_NAME[cfg.arch]]},
+                {"name": "architecture", "values": [cfg.arch]},
+            ],
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+        self.nodes_sg = aws.ec2.SecurityGroup(
+            f"{name}-nodes-sg",
+            vpc_id=net.vpc_id,
+            description=f"{name} K3s nodes",
+            tags={"Name": f"{name}-nodes"},
+            opts=child,
+        )
+        self._rule("nodes-self", self.nodes_sg, "-1", 0, 0, source_sg=self.nodes_sg.id,
+                   description="node to node: flannel VXLAN, kubelet, etcd, API")
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-nodes-egress", security_group_id=self.nodes_sg.id, ip_protocol="-1",
+            cidr_ipv4="0.0.0.0/0", description="updates, images, AWS APIs", opts=child,
+        )
+
+        self.server_ips = self._server_addresses()
+        endpoint = self._nlb() if cfg.endpoint_kind == "nlb" else self._eip()
+        api_host, tls_sans, self.ingress_ip, target_groups = endpoint
+
+        snapshots = pulumi.Output.all(self.bucket.bucket).apply(
+            lambda a: EtcdSnapshots(a[0], args.region, cfg.etcd_snapshots.schedule, cfg.etcd_snapshots.retention)
+        )
+        server_config = pulumi.Output.all(tls_sans, self.server_ips, snapshots).apply(
+            lambda a: server_k3s_config(sorted(set(a[0]) | set(a[1])), a[2])
+        )
+        servers = []
+        for i in range(cfg.servers):
+            kind = "server-init" if i == 0 else "server"
+            user_data = self._user_data(kind, server_secret.arn, server_config, args.extra_server_manifests)
+            server = aws.ec2.Instance(
+                f"{name}-server-{i}",
+                ami=ami.id,
+                instance_type=cfg.server_instance_type,
+                subnet_id=net.node_subnet_ids[i % len(net.node_subnet_ids)],
+                private_ip=self.server_ips.apply(lambda ips, i=i: ips[i]),
+                vpc_security_group_ids=[self.nodes_sg.id],
+                iam_instance_profile=server_profile.name,
+                user_data=user_data,
+                metadata_options=METADATA_OPTIONS,
+                root_block_device=self._root_volume(),
+                tags={"Name": f"{name}-server-{i}", "platform:node-kind": kind},
+                # A newer AMI must not silently replace an etcd member; servers are rotated on purpose.
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"], depends_on=[server_secret]),
+            )
+            servers.append(server)
+        self.servers = servers
+        for port, target_group in target_groups.items():
+            for i, server in enumerate(servers):
+                aws.lb.TargetGroupAttachment(
+                    f"{name}-tg-{port}-server-{i}", target_group_arn=target_group.arn,
+                    target_id=server.id, port=port, opts=child,
+                )
+        if self._api_eip is not None:
+            aws.ec2.EipAssociation(
+                f"{name}-api-eip-assoc", allocation_id=self._api_eip.id, instance_id=servers[0].id, opts=child
+            )
+        self._agents(ami, agent_profile, agent_secret, servers, target_groups)
+
+        self.api_url = pulumi.Output.concat("https://", api_host, f":{API_PORT}")
+        self.ready = ApiReadiness(
+            f"{name}-ready",
+            api_url=self.api_url,
+            ca_pem=self.pki.server_ca_bundle,
+            client_cert_pem=self.pki.admin_cert_pem,
+            client_key_pem=self.pki.admin_key_pem,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=servers),
+        )
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(self.api_url, self.pki.server_ca_bundle, self.pki.admin_cert_pem, self.pki.admin_key_pem)
+            .apply(lambda a: build_kubeconfig(name, *a))
+        )
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            # A stable identifier keeps a CA or certificate rotation from replacing every object.
+            cluster_identifier=name,
+            enable_server_side_apply=True,
+            delete_unreachable=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ready]),
+        )
+        self.access = ClusterAccess(
+            name=name,
+            provider=self.provider,
+            api_url=self.ready.api_url,
+            ca_pem=self.ready.ca_pem,
+            client_cert_pem=self.ready.client_cert_pem,
+            client_key_pem=pulumi.Output.secret(self.ready.client_key_pem),
+            kubeconfig=self.kubeconfig,
+            ingress_ip=self.ingress_ip,
+            ready=self.ready,
+            aws=AwsFacts(
+                region=args.region,
+                kms_key_arn=self.kms_key.arn,
+                snapshot_bucket=self.bucket.bucket,
+                server_role_name=self._server_role.name,
+                agent_role_name=self._agent_role.name,
+            ),
+        )
+        self.register_outputs(
+            {
+                "apiUrl": self.api_url,
+                "kubeconfig": self.kubeconfig,
+                "ingressIp": self.ingress_ip,
+                "kmsKeyArn": self.kms_key.arn,
+                "snapshotBucket": self.bucket.bucket,
+                "serverAddresses": self.server_ips,
+            }
+        )
+
+    # -- stateful resources -------------------------------------------------------------------
+
+    def _snapshot_bucket(self, stateful: pulumi.ResourceOptions, child: pulumi.ResourceOptions) -> aws.s3.Bucket:
+        name, snap = self._name, self._cfg.etcd_snapshots
+        bucket = aws.s3.Bucket(f"{name}-snapshots", bucket_prefix=f"{name}-snapshots-", force_destroy=False, opts=stateful)
+        aws.s3.BucketOwnershipControls(
+            f"{name}-snapshots-ownership", bucket=bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"}, opts=child,
+        )
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-snapshots-pab", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True, opts=child,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-snapshots-sse", bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}], opts=child,
+        )
+        aws.s3.BucketVersioning(
+            f"{name}-snapshots-versioning", bucket=bucket.id,
+            versioning_configuration={"status": "Enabled"}, opts=child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-snapshots-lifecycle", bucket=bucket.id,
+            rules=[{
+                "id": "expire-replaced-versions",
+                "status": "Enabled",
+                "filter": {},
+                "noncurrent_version_expiration": {"noncurrent_days": snap.retain_days},
+                "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+            }],
+            opts=child,
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-snapshots-tls-only", bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: _policy([{
+                "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                "Resource": [arn, f"{arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }])),
+            opts=child,
+        )
+        return bucket
+
+    def _secret(
+        self, kind: str, value: pulumi.Output[str], stateful: pulumi.ResourceOptions, child: pulumi.ResourceOptions
+    ) -> aws.secretsmanager.Secret:
+        # The server token also decrypts etcd's bootstrap data: a restore on new hosts needs it,
+        # so the secret is protected and deletion keeps the 30-day recovery window.
+        secret = aws.secretsmanager.Secret(
+            f"{self._name}-{kind}-bootstrap",
+            name_prefix=f"{self._name}/{kind}-bootstrap-",
+            description=f"{self._name}: K3s {kind} bootstrap material (read at first boot)",
+            recovery_window_in_days=30,
+            opts=stateful,
+        )
+        aws.secretsmanager.SecretVersion(
+            f"{self._name}-{kind}-bootstrap-value", secret_id=secret.id, secret_string=value, opts=child
+        )
+        return secret
+
+    # -- IAM ----------------------------------------------------------------------------------
+
+    def _server_statements(self, secret_arn: pulumi.Output[str]) -> pulumi.Output[list[dict]]:
+        return pulumi.Output.all(secret_arn, self.bucket.arn, self.kms_key.arn).apply(
+            lambda a: [
+                {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": a[0]},
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+                    "Resource": a[1],
+                    "Condition": {"StringLike": {"s3:prefix": [f"{p}/*" for p in SNAPSHOT_PREFIXES] + [f"{p}/" for p in SNAPSHOT_PREFIXES]}},
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    "Resource": [f"{a[1]}/{p}/*" for p in SNAPSHOT_PREFIXES],
+                },
+                # Vault runs on the servers only, so only their role can use the unseal key.
+                {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], "Resource": a[2]},
+            ]
+        )
+
+    def _node_role(
+        self, kind: str, statements: pulumi.Output[list[dict]], extra_policy_arns: list[pulumi.Input[str]]
+    ) -> tuple[aws.iam.InstanceProfile, aws.iam.Role]:
+        name = f"{self._name}-{kind}"
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(f"{name}-role", assume_role_policy=EC2_ASSUME_ROLE,
+                            description=f"{self._name} K3s {kind} nodes", opts=child)
+        # Session Manager replaces SSH: no key pair and no port 22 anywhere.
+        for i, arn in enumerate([SSM_CORE, *extra_policy_arns]):
+            aws.iam.RolePolicyAttachment(f"{name}-policy-{i}", role=role.name, policy_arn=arn, opts=child)
+        aws.iam.RolePolicy(f"{name}-inline", role=role.id, policy=statements.apply(_policy), opts=child)
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
+        return profile, role
+
+    # -- network endpoints ----------------------------------------------------------------------
+
+    def _rule(self, label: str, sg: aws.ec2.SecurityGroup, protocol: str, from_port: int, to_port: int, *,
+              cidr: str | None = None, source_sg: pulumi.Input[str] | None = None, description: str) -> None:
+        aws.vpc.SecurityGroupIngressRule(
+            f"{self._name}-{label}",
+            security_group_id=sg.id,
+            ip_protocol=protocol,
+            from_port=None if protocol == "-1" else from_port,
+            to_port=None if protocol == "-1" else to_port,
+            cidr_ipv4=cidr,
+            referenced_security_group_id=source_sg,
+            description=description,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _server_addresses(self) -> pulumi.Output[list[str]]:
+        cidrs = self._net.node_subnet_cidrs
+        count = len(cidrs)
+        return pulumi.Output.all(*cidrs).apply(
+            lambda c: [fixed_address(c[i % count], i // count) for i in range(self._cfg.servers)]
+        )
+
+    def _eip(self):
+        name, cfg = self._name, self._cfg
+        eip = aws.ec2.Eip(f"{name}-api-eip", domain="vpc", tags={"Name": f"{name}-api"},
+                          opts=pulumi.ResourceOptions(parent=self))
+        self._api_eip = eip
+        for i, cidr in enumerate(cfg.api_allowed_cidrs):
+            self._rule(f"api-{i}", self.nodes_sg, "tcp", API_PORT, API_PORT, cidr=cidr,
+                       description="Kubernetes API from an allowed CIDR")
+        for port in INGRESS_PORTS:
+            self._rule(f"ingress-{port}", self.nodes_sg, "tcp", port, port, cidr="0.0.0.0/0",
+                       description="web traffic to Traefik")
+        return eip.public_ip, eip.public_ip.apply(lambda ip: [ip]), eip.public_ip, {}
+
+    def _nlb(self):
+        name, cfg, net = self._name, self._cfg, self._net
+        child = pulumi.ResourceOptions(parent=self)
+        self._api_eip = None
+        lb_sg = aws.ec2.SecurityGroup(f"{name}-lb-sg", vpc_id=net.vpc_id, description=f"{name} load balancer",
+                                      tags={"Name": f"{name}-lb"}, opts=child)
+        for i, cidr in enumerate(cfg.api_allowed_cidrs):
+            self._rule(f"lb-api-{i}", lb_sg, "tcp", API_PORT, API_PORT, cidr=cidr,
+                       description="Kubernetes API from an allowed CIDR")
+        for port in INGRESS_PORTS:
+            self._rule(f"lb-ingress-{port}", lb_sg, "tcp", port, port, cidr="0.0.0.0/0",
+                       description="web traffic to Traefik")
+        aws.vpc.SecurityGroupEgressRule(f"{name}-lb-egress", security_group_id=lb_sg.id, ip_protocol="tcp",
+                                        from_port=0, to_port=65535, referenced_security_group_id=self.nodes_sg.id,
+                                        description="to the nodes", opts=child)
+        for port in (API_PORT, *INGRESS_PORTS):
+            self._rule(f"nodes-from-lb-{port}", self.nodes_sg, "tcp", port, port, source_sg=lb_sg.id,
+                       description="through the load balancer")
+        eips = [
+            aws.ec2.Eip(f"{name}-lb-eip-{i}", domain="vpc", tags={"Name": f"{name}-lb-{i}"}, opts=child)
+            for i in range(len(net.public_subnet_ids))
+        ]
+        lb = aws.lb.LoadBalancer(
+            f"{name}-nlb",
+            load_balancer_type="network",
+            internal=False,
+            subnet_mappings=[{"subnet_id": s, "allocation_id": e.id} for s, e in zip(net.public_subnet_ids, eips)],
+            security_groups=[lb_sg.id],
+            enable_cross_zone_load_balancing=True,
+            opts=child,
+        )
+        groups = {}
+        for port in (API_PORT, *INGRESS_PORTS):
+            groups[port] = aws.lb.TargetGroup(
+                f"{name}-tg-{port}",
+                port=port,
+                protocol="TCP",
+                vpc_id=net.vpc_id,
+                target_type="instance",
+                # Off on 6443: with it on, a server that reaches the API through the NLB and is
+                # routed to itself sees its own address as the source and the connection hangs.
+                preserve_client_ip="false" if port == API_PORT else "true",
+                deregistration_delay="30",
+                health_check={"protocol": "TCP", "port": "traffic-port", "interval": 10,
+                              "healthy_threshold": 2, "unhealthy_threshold": 2},
+                opts=child,
+            )
+            aws.lb.Listener(f"{name}-listener-{port}", load_balancer_arn=lb.arn, port=port, protocol="TCP",
+                            default_actions=[{"type": "forward", "target_group_arn": groups[port].arn}], opts=child)
+        sans = pulumi.Output.all(lb.dns_name, *[e.public_ip for e in eips]).apply(list)
+        return lb.dns_name, sans, eips[0].public_ip, groups
+
+    # -- nodes ----------------------------------------------------------------------------------
+
+    def _root_volume(self) -> dict:
+        return {"volume_type": "gp3", "volume_size": self._cfg.root_volume_gb, "encrypted": True,
+                "delete_on_termination": True}
+
+    def _user_data(self, kind: str, secret_arn: pulumi.Output[str], k3s_config: pulumi.Input[dict],
+                   manifests: dict[str, str] | None = None) -> pulumi.Output[str]:
+        files = {f"/var/lib/rancher/k3s/server/manifests/{n}": m for n, m in (manifests or {}).items()}
+        return pulumi.Output.all(secret_arn, self.server_ips, k3s_config).apply(
+            lambda a: render_user_data(
+                NodeBoot(
+                    kind=kind,
+                    region=self._region,
+                    secret_id=a[0],
+                    k3s_version=self._cfg.k3s_version,
+                    server_addresses=a[1],
+                    k3s_config=a[2],
+                    extra_files=files,
+                )
+            )
+        )
+
+    def _agents(self, ami, profile: aws.iam.InstanceProfile, secret: aws.secretsmanager.Secret,
+                servers: list[aws.ec2.Instance], target_groups: dict) -> None:
+        name, cfg = self._name, self._cfg
+        agents = cfg.agents
+        if agents.max == 0:
+            return
+        child = pulumi.ResourceOptions(parent=self)
+        user_data = self._user_data("agent", secret.arn, agent_k3s_config()).apply(
+            lambda text: base64.b64encode(text.encode()).decode()
+        )
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-agent-lt",
+            image_id=ami.id,
+            instance_type=agents.instance_type,
+            iam_instance_profile={"name": profile.name},
+            vpc_security_group_ids=[self.nodes_sg.id],
+            user_data=user_data,
+            metadata_options=METADATA_OPTIONS,
+            block_device_mappings=[{
+                "device_name": "/dev/xvda",
+                "ebs": {"volume_type": "gp3", "volume_size": cfg.root_volume_gb, "encrypted": "true",
+                        "delete_on_termination": "true"},
+            }],
+            tag_specifications=[
+                {"resource_type": "instance", "tags": {"Name": f"{name}-agent", "platform:node-kind": "agent"}},
+                {"resource_type": "volume", "tags": {"Name": f"{name}-agent"}},
+            ],
+            tags={"platform:node-kind": "agent"},
+            update_default_version=True,
+            opts=child,
+        )
+        on_demand_share = 100 - agents.spot_percentage
+        aws.autoscaling.Group(
+            f"{name}-agents",
+            min_size=agents.min,
+            max_size=agents.max,
+            desired_capacity=agents.desired,
+            vpc_zone_identifiers=self._net.node_subnet_ids,
+            target_group_arns=[target_groups[p].arn for p in INGRESS_PORTS] if target_groups else [],
+            capacity_rebalance=agents.spot_percentage > 0,
+            mixed_instances_policy={
+                "instances_distribution": {
+                    "on_demand_base_capacity": 0,
+                    "on_demand_percentage_above_base_capacity": on_demand_share,
+                    "spot_allocation_strategy": "price-capacity-optimized",
+                },
+                "launch_template": {
+                    "launch_template_specification": {"launch_template_id": template.id, "version": "$Latest"},
+                    "overrides": [{"instance_type": agents.instance_type}],
+                },
+            },
+            instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 66}},
+            tags=[{"key": "Name", "value": f"{name}-agent", "propagate_at_launch": True}],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=servers),
+        )
+
+
+def build_kubeconfig(name: str, api_url: str, ca_pem: str, cert_pem: str, key_pem: str) -> str:
+    """An admin kubeconfig with the credentials embedded."""
+    import yaml
+
+    b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": name, "cluster": {"server": api_url, "certificate-authority-data": b64(ca_pem)}}],
+            "users": [{"name": f"{name}-admin", "user": {"client-certificate-data": b64(cert_pem),
+                                                         "client-key-data": b64(key_pem)}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}],
+            "current-context": name,
+        },
+        sort_keys=False,
+    )

@@ -1,0 +1,189 @@
+"""User data (cloud-init) of the K3s nodes. Nothing secret goes in here: user data is readable through
+IMDS by every pod on the node and through the EC2 API; secrets come from Secrets Manager at boot."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+BOOT_SCRIPT = Path(__file__).with_name("boot.sh").read_text()
+USER_DATA_LIMIT = 16 * 1024
+"""EC2 rejects user data above 16 KB."""
+
+# CIS hardening guide for K3s: sysctls that protect-kernel-defaults requires to be set.
+KUBELET_SYSCTLS = """\
+vm.panic_on_oom=0
+vm.overcommit_memory=1
+kernel.panic=10
+kernel.panic_on_oops=1
+"""
+
+# Baseline is enforced everywhere (platform charts such as Rancher and NodeLocal DNS need host
+# access); restricted is audited and warned about, and app namespaces opt in to enforcing it with
+# the pod-security.kubernetes.io/enforce label.
+PSA_CONFIG = {
+    "apiVersion": "apiserver.config.k8s.io/v1",
+    "kind": "AdmissionConfiguration",
+    "plugins": [
+        {
+            "name": "PodSecurity",
+            "configuration": {
+                "apiVersion": "pod-security.admission.config.k8s.io/v1",
+                "kind": "PodSecurityConfiguration",
+                "defaults": {
+                    "enforce": "baseline",
+                    "enforce-version": "latest",
+                    "audit": "restricted",
+                    "audit-version": "latest",
+                    "warn": "restricted",
+                    "warn-version": "latest",
+                },
+                "exemptions": {"usernames": [], "runtimeClasses": [], "namespaces": ["kube-system"]},
+            },
+        }
+    ],
+}
+
+# Metadata for everything, never request bodies: Secrets must not land in the audit log.
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "None", "users": ["system:kube-proxy"]},
+        {"level": "None", "nonResourceURLs": ["/healthz*", "/readyz*", "/livez*", "/version"]},
+        {"level": "Metadata"},
+    ],
+}
+
+SERVER_DIR = "/var/lib/rancher/k3s/server"
+TLS_CIPHERS = ",".join(
+    [
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+    ]
+)
+KUBELET_ARGS = ["streaming-connection-idle-timeout=5m", f"tls-cipher-suites={TLS_CIPHERS}"]
+
+
+@dataclass(frozen=True)
+class EtcdSnapshots:
+    bucket: str
+    region: str
+    schedule: str
+    retention: int
+    folder: str = "etcd"
+
+
+def server_k3s_config(tls_sans: list[str], snapshots: EtcdSnapshots) -> dict:
+    """K3s server settings shared by every server (they must match across servers)."""
+    return {
+        "write-kubeconfig-mode": "0600",
+        "tls-san": tls_sans,
+        "secrets-encryption": True,
+        "protect-kernel-defaults": True,
+        "etcd-snapshot-schedule-cron": snapshots.schedule,
+        "etcd-snapshot-retention": snapshots.retention,
+        "etcd-snapshot-compress": True,
+        # Credentials come from the instance profile; no access keys on disk.
+        "etcd-s3": True,
+        "etcd-s3-bucket": snapshots.bucket,
+        "etcd-s3-region": snapshots.region,
+        "etcd-s3-folder": snapshots.folder,
+        "kube-apiserver-arg": [
+            "enable-admission-plugins=NodeRestriction",
+            f"admission-control-config-file={SERVER_DIR}/psa.yaml",
+            f"audit-log-path={SERVER_DIR}/logs/audit.log",
+            f"audit-policy-file={SERVER_DIR}/audit.yaml",
+            "audit-log-maxage=30",
+            "audit-log-maxbackup=10",
+            "audit-log-maxsize=100",
+            "service-account-extend-token-expiration=false",
+        ],
+        "kube-controller-manager-arg": ["terminated-pod-gc-threshold=100"],
+        "kubelet-arg": KUBELET_ARGS,
+    }
+
+
+def agent_k3s_config() -> dict:
+    return {"protect-kernel-defaults": True, "kubelet-arg": KUBELET_ARGS}
+
+
+@dataclass(frozen=True)
+class NodeBoot:
+    """Everything a node kind needs at first boot, none of it secret."""
+
+    kind: str
+    """`server-init` (founds the cluster), `server` (joins as a server) or `agent`."""
+    region: str
+    secret_id: str
+    """ARN of the Secrets Manager secret this node kind may read."""
+    k3s_version: str
+    server_addresses: list[str]
+    """Fixed private addresses of the servers, tried in order to join."""
+    k3s_config: dict
+    extra_files: dict[str, str] = field(default_factory=dict)
+    """Extra non-secret files (path -> content), e.g. K3s auto-deploy manifests."""
+
+
+class _Literal(str):
+    """Multi-line strings rendered as YAML literal blocks so the user data stays readable."""
+
+
+yaml.SafeDumper.add_representer(
+    _Literal, lambda d, s: d.represent_scalar("tag:yaml.org,2002:str", s, style="|")
+)
+
+
+def _dump(obj: object) -> str:
+    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, width=1000)
+
+
+def boot_env(boot: NodeBoot) -> str:
+    values = {
+        "NODE_ROLE": "agent" if boot.kind == "agent" else "server",
+        "CLUSTER_INIT": "true" if boot.kind == "server-init" else "false",
+        "SECRET_ID": boot.secret_id,
+        "AWS_REGION": boot.region,
+        "K3S_VERSION": boot.k3s_version,
+        "SERVER_ADDRESSES": " ".join(boot.server_addresses),
+    }
+    return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
+
+
+def render_user_data(boot: NodeBoot) -> str:
+    """The `#cloud-config` document of one node kind."""
+    if boot.kind not in ("server-init", "server", "agent"):
+        raise ValueError(f"unknown node kind {boot.kind!r}")
+    files = [
+        ("/etc/platform/boot.env", boot_env(boot), "0644"),
+        ("/etc/platform/k3s-config.yaml", _dump(boot.k3s_config), "0600"),
+        ("/etc/sysctl.d/90-kubelet.conf", KUBELET_SYSCTLS, "0644"),
+        ("/usr/local/sbin/platform-boot", BOOT_SCRIPT, "0755"),
+    ]
+    if boot.kind != "agent":
+        files += [
+            (f"{SERVER_DIR}/psa.yaml", _dump(PSA_CONFIG), "0600"),
+            (f"{SERVER_DIR}/audit.yaml", _dump(AUDIT_POLICY), "0600"),
+        ]
+    files += [(path, content, "0600") for path, content in sorted(boot.extra_files.items())]
+    doc = {
+        "write_files": [
+            {"path": path, "owner": "root:root", "permissions": mode, "content": _Literal(content)}
+            for path, content, mode in files
+        ],
+        "runcmd": [["/usr/local/sbin/platform-boot"]],
+    }
+    text = "#cloud-config\n" + _dump(doc)
+    if len(text.encode()) > USER_DATA_LIMIT:
+        raise ValueError(
+            f"user data of {boot.kind} is {len(text.encode())} bytes; EC2 allows {USER_DATA_LIMIT}"
+        )
+    return text

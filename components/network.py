@@ -1,0 +1,165 @@
+"""The VPC the cluster runs in: public subnets per AZ, private subnets + NAT only when asked, or an
+existing VPC brought by the user."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.config import NetworkConfig
+
+
+@dataclass
+class NetworkArgs:
+    config: NetworkConfig
+    """`platform:network` of the stack."""
+    availability_zones: list[str]
+    """AZ names to spread over (at least `config.availability_zones` of them)."""
+
+
+class Network(pulumi.ComponentResource):
+    """VPC, subnets and routes. Nodes go into `node_subnet_ids`, the NLB into `public_subnet_ids`."""
+
+    vpc_id: pulumi.Output[str]
+    vpc_cidr: pulumi.Output[str]
+    public_subnet_ids: list[pulumi.Output[str]]
+    node_subnet_ids: list[pulumi.Output[str]]
+    node_subnet_cidrs: list[pulumi.Output[str]]
+    """CIDR of each node subnet, in `node_subnet_ids` order (servers get fixed addresses in them)."""
+    azs: list[str]
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:aws:Network", name, None, opts)
+        cfg = args.config
+        if len(args.availability_zones) < cfg.availability_zones:
+            raise ValueError(
+                f"platform:network.availabilityZones is {cfg.availability_zones} but the region "
+                f"offers only {len(args.availability_zones)}: {args.availability_zones}"
+            )
+        self.azs = args.availability_zones[: cfg.availability_zones]
+        if cfg.existing is not None:
+            self._adopt(name, cfg)
+        else:
+            self._create(name, cfg)
+        self.register_outputs(
+            {
+                "vpcId": self.vpc_id,
+                "publicSubnetIds": self.public_subnet_ids,
+                "nodeSubnetIds": self.node_subnet_ids,
+            }
+        )
+
+    def _adopt(self, name: str, cfg: NetworkConfig) -> None:
+        existing = cfg.existing
+        assert existing is not None
+        self.vpc_id = pulumi.Output.from_input(existing.vpc_id)
+        self.vpc_cidr = pulumi.Output.from_input(existing.vpc_cidr)
+        self.public_subnet_ids = [pulumi.Output.from_input(s) for s in existing.public_subnet_ids]
+        node_ids = (
+            existing.private_subnet_ids if cfg.node_subnets == "private" else existing.public_subnet_ids
+        )
+        self.node_subnet_ids = [pulumi.Output.from_input(s) for s in node_ids]
+        self.node_subnet_cidrs = [
+            aws.ec2.get_subnet_output(id=s, opts=pulumi.InvokeOutputOptions(parent=self)).cidr_block
+            for s in node_ids
+        ]
+
+    def _create(self, name: str, cfg: NetworkConfig) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        vpc = aws.ec2.Vpc(
+            f"{name}-vpc",
+            cidr_block=cfg.vpc_cidr,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={"Name": f"{name}-vpc"},
+            opts=child,
+        )
+        self.vpc_id = vpc.id
+        self.vpc_cidr = vpc.cidr_block
+        igw = aws.ec2.InternetGateway(
+            f"{name}-igw", vpc_id=vpc.id, tags={"Name": f"{name}-igw"}, opts=child
+        )
+        public_rt = aws.ec2.RouteTable(
+            f"{name}-public-rt",
+            vpc_id=vpc.id,
+            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}],
+            tags={"Name": f"{name}-public"},
+            opts=child,
+        )
+        public = self._subnets(name, "public", vpc, cfg.public_subnet_cidrs, public=True)
+        for i, subnet in enumerate(public):
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{i}", subnet_id=subnet.id, route_table_id=public_rt.id, opts=child
+            )
+        self.public_subnet_ids = [s.id for s in public]
+
+        private = self._subnets(name, "private", vpc, cfg.private_subnet_cidrs, public=False)
+        nat_ids = self._nat_gateways(name, cfg, public, igw)
+        for i, subnet in enumerate(private):
+            routes = [{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat_ids[i % len(nat_ids)]}] if nat_ids else []
+            rt = aws.ec2.RouteTable(
+                f"{name}-private-rt-{i}",
+                vpc_id=vpc.id,
+                routes=routes,
+                tags={"Name": f"{name}-private-{self.azs[i]}"},
+                opts=child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{i}", subnet_id=subnet.id, route_table_id=rt.id, opts=child
+            )
+        nodes = private if cfg.node_subnets == "private" else public
+        node_cidrs = cfg.private_subnet_cidrs if cfg.node_subnets == "private" else cfg.public_subnet_cidrs
+        self.node_subnet_ids = [s.id for s in nodes]
+        self.node_subnet_cidrs = [pulumi.Output.from_input(c) for c in node_cidrs]
+
+    def _subnets(
+        self, name: str, kind: str, vpc: aws.ec2.Vpc, cidrs: list[str], public: bool
+    ) -> list[aws.ec2.Subnet]:
+        return [
+            aws.ec2.Subnet(
+                f"{name}-{kind}-{i}",
+                vpc_id=vpc.id,
+                cidr_block=cidr,
+                availability_zone=self.azs[i],
+                # Public nodes need a public address to reach the internet without a NAT gateway.
+                map_public_ip_on_launch=public,
+                tags={"Name": f"{name}-{kind}-{self.azs[i]}", "platform:subnet": kind},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            for i, cidr in enumerate(cidrs)
+        ]
+
+    def _nat_gateways(
+        self, name: str, cfg: NetworkConfig, public: list[aws.ec2.Subnet], igw: aws.ec2.InternetGateway
+    ) -> list[pulumi.Output[str]]:
+        count = {"none": 0, "single": 1, "perAz": len(public)}[cfg.nat_gateways]
+        ids = []
+        for i in range(count):
+            eip = aws.ec2.Eip(
+                f"{name}-nat-eip-{i}",
+                domain="vpc",
+                tags={"Name": f"{name}-nat-{self.azs[i]}"},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+            )
+            nat = aws.ec2.NatGateway(
+                f"{name}-nat-{i}",
+                subnet_id=public[i].id,
+                allocation_id=eip.id,
+                tags={"Name": f"{name}-nat-{self.azs[i]}"},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            ids.append(nat.id)
+        return ids
+
+
+def fixed_address(subnet_cidr: str, index: int) -> str:
+    """A stable private address for server `index` of a subnet (hosts .10, .11, ...).
+
+    AWS reserves the first four addresses; starting at 10 leaves room and keeps the servers'
+    addresses the same when an instance is replaced, so agents can always find them.
+    """
+    net = ipaddress.ip_network(subnet_cidr)
+    return str(net.network_address + 10 + index)

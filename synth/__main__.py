@@ -1,0 +1,38 @@
+"""`python -m synth --stack dev [--out build/synth/dev]`: the offline synth of one stack."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from components.config import ConfigError
+from synth.core import REPO, synthesize, write
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m synth", description=__doc__)
+    parser.add_argument("--stack", default="dev", help="stack name (stacks/Pulumi.<stack>.yaml)")
+    parser.add_argument("--out", type=Path, help="output folder (default build/synth/<stack>)")
+    args = parser.parse_args(argv)
+    out = args.out or REPO / "build" / "synth" / args.stack
+    start = time.monotonic()
+    try:
+        result = synthesize(args.stack)
+    except FileNotFoundError as exc:
+        print(f"synth: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"synth: stacks/Pulumi.{args.stack}.yaml: {exc}", file=sys.stderr)
+        return 2
+    write(result, out)
+    print(
+        f"synth: {args.stack}: {len(result.registrations)} resources -> {out} "
+        f"({time.monotonic() - start:.1f}s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Run the Pulumi program of one stack under the mock runtime and write what it would create."""
+
+from __future__ import annotations
+
+import base64
+import json
+import runpy
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from components import config as stack_config
+from synth.mocks import SECRET, RecordingMonitor, Registration, SynthMocks, redact
+
+REPO = Path(__file__).resolve().parent.parent
+K8S_NOT_OBJECTS = ("kubernetes:helm.sh/", "pulumi:providers:", "kubernetes:yaml")
+
+
+@dataclass
+class SynthResult:
+    stack: str
+    project: str
+    registrations: list[Registration]
+    outputs: dict[str, Any]
+    secret_values: set[str] = field(default_factory=set)
+
+    def of_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == typ]
+
+    def by_name(self, name: str) -> Registration:
+        matches = [r for r in self.registrations if r.name == name]
+        if len(matches) != 1:
+            raise KeyError(f"{len(matches)} resources named {name!r}")
+        return matches[0]
+
+
+def project_name() -> str:
+    return yaml.safe_load((REPO / "Pulumi.yaml").read_text())["name"]
+
+
+def stack_file(stack: str) -> Path:
+    return REPO / "stacks" / f"Pulumi.{stack}.yaml"
+
+
+def load_stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
+    """The stack file's config as the engine passes it (JSON text for objects), and its secret keys.
+
+    `secure:` values cannot be decrypted offline; they become "[secret]" and stay marked secret.
+    """
+    path = stack_file(stack)
+    if not path.exists():
+        known = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
+        raise FileNotFoundError(f"no stack file {path.relative_to(REPO)}; stacks: {', '.join(known)}")
+    raw = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    values: dict[str, Any] = {}
+    secret_keys = []
+    for key, value in raw.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            values[key] = SECRET
+            secret_keys.append(key)
+        else:
+            values[key] = value
+    return values, secret_keys
+
+
+def synthesize(stack: str) -> SynthResult:
+    """Validate the stack's config, then run the program under mocks. Raises ConfigError first."""
+    values, secret_keys = load_stack_config(stack)
+    cfg = stack_config.parse(values)
+    mocks = SynthMocks(region=cfg.aws_region or "eu-west-1")
+    monitor = RecordingMonitor(mocks)
+    project = project_name()
+    runtime_settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(
+        {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}, secret_keys
+    )
+    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__")))
+    outputs = _stack_outputs()
+    return SynthResult(stack, project, sorted(monitor.registrations, key=lambda r: r.urn), outputs,
+                       mocks.secret_values)
+
+
+def _stack_outputs() -> dict[str, Any]:
+    root = runtime_settings.get_root_resource()
+    resolved = {}
+    for key, value in sorted(getattr(root, "outputs", {}).items()):
+        output = pulumi.Output.from_input(value)
+        is_secret = _sync_await(output.is_secret())
+        resolved[key] = SECRET if is_secret else redact(_sync_await(output.future()))
+    return resolved
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+def node_user_data(result: SynthResult) -> dict[str, str]:
+    """Node kind -> user data, from the instances and launch templates the program declares."""
+    found: dict[str, str] = {}
+    for reg in result.registrations:
+        if reg.type == "aws:ec2/instance:Instance":
+            kind, text = reg.inputs.get("tags", {}).get("platform:node-kind"), reg.inputs.get("userData")
+        elif reg.type == "aws:ec2/launchTemplate:LaunchTemplate":
+            kind = reg.inputs.get("tags", {}).get("platform:node-kind")
+            text = base64.b64decode(reg.inputs.get("userData", "")).decode()
+        else:
+            continue
+        if kind and text:
+            if found.setdefault(kind, text) != text:
+                raise ValueError(f"instances of node kind {kind} have different user data")
+    return found
+
+
+def kubernetes_objects(result: SynthResult) -> list[tuple[Registration, dict]]:
+    objects = []
+    for reg in result.registrations:
+        if reg.custom and reg.type.startswith("kubernetes:") and not reg.type.startswith(K8S_NOT_OBJECTS):
+            obj = {k: v for k, v in reg.inputs.items() if k in ("apiVersion", "kind", "metadata", "spec",
+                                                                  "data", "stringData", "type", "rules",
+                                                                  "subjects", "roleRef", "webhooks")}
+            objects.append((reg, obj))
+    return objects
+
+
+def _dot(result: SynthResult) -> str:
+    ids = {r.urn: f"n{i}" for i, r in enumerate(result.registrations)}
+    lines = ["digraph resources {", "  rankdir=LR;", '  node [shape=box, fontsize=10];']
+    for reg in result.registrations:
+        shape = "box" if reg.custom else "folder"
+        lines.append(f'  {ids[reg.urn]} [label="{reg.name}\\n{reg.type}", shape={shape}];')
+    for reg in result.registrations:
+        if reg.parent in ids:
+            lines.append(f"  {ids[reg.parent]} -> {ids[reg.urn]} [style=dashed, arrowhead=none];")
+        for dep in reg.depends_on:
+            if dep in ids:
+                lines.append(f"  {ids[dep]} -> {ids[reg.urn]};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def write(result: SynthResult, out: Path) -> None:
+    """Write build/synth/<stack>/ from scratch so stale files never survive a run."""
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "cloud-init").mkdir(parents=True)
+    (out / "manifests").mkdir()
+    resources = [
+        {"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "custom": r.custom,
+         "provider": r.provider, "dependsOn": r.depends_on, "protect": r.protect, "inputs": r.inputs}
+        for r in result.registrations
+    ]
+    (out / "resources.json").write_text(
+        _json({"project": result.project, "stack": result.stack, "resources": resources})
+    )
+    (out / "outputs.json").write_text(_json(result.outputs))
+    for kind, text in sorted(node_user_data(result).items()):
+        (out / "cloud-init" / f"{kind}.yaml").write_text(text)
+    for reg, obj in kubernetes_objects(result):
+        meta = obj.get("metadata") or {}
+        parts = [obj.get("kind", reg.type.rsplit(":", 1)[-1]), meta.get("namespace"), meta.get("name") or reg.name]
+        filename = "-".join(p for p in parts if p).lower() + ".yaml"
+        (out / "manifests" / filename).write_text(yaml.safe_dump(obj, sort_keys=True))
+    (out / "graph.dot").write_text(_dot(result))
