@@ -294,6 +294,18 @@ class PlatformConfig(_Section):
         return self.tls.acme_server or ("production" if self.production else "staging")
 
 
+EXAMPLES = {
+    "environment": "dev",
+    "gitops": "{repoUrl: https://github.com/<you>/<fork>.git, revision: main, path: argocd-apps}",
+    "repoUrl": "https://github.com/<you>/<fork>.git",
+    "apiAllowedCidrs": "[203.0.113.0/24] (your office, VPN or CI egress)",
+    "kubeconfig": "~/.kube/config",
+    "vpcId": "vpc-0123456789abcdef0",
+    "vpcCidr": "10.20.0.0/16",
+    "publicSubnetIds": "[subnet-0123456789abcdef0]",
+}
+
+
 def _key(loc: tuple[Any, ...]) -> str:
     """Pydantic error location -> the key as written in the stack file."""
     if not loc:
@@ -387,8 +399,8 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
     if not net.public_subnet_cidrs:
         add("network.publicSubnetCidrs", "at least one public subnet is needed for the ingress endpoint")
     for a, b in _overlaps(net.public_subnet_cidrs + net.private_subnet_cidrs):
-        add("network.publicSubnetCidrs" if a in net.public_subnet_cidrs else "network.privateSubnetCidrs",
-            f"subnets {a} and {b} overlap")
+        add("network.publicSubnetCidrs" if b in net.public_subnet_cidrs else "network.privateSubnetCidrs",
+            f"subnet {b} overlaps {a}")
     if net.node_subnets == "private":
         if not net.private_subnet_cidrs:
             add("network.privateSubnetCidrs", "required when platform:network.nodeSubnets is private")
@@ -423,7 +435,8 @@ def parse(raw: Mapping[str, Any]) -> PlatformConfig:
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"
             elif err["type"] == "missing":
-                msg = "required"
+                example = EXAMPLES.get(str(err["loc"][-1]))
+                msg = f"required, e.g. {example}" if example else "required (see stacks/Pulumi.dev.yaml)"
             elif err["type"].endswith("_type") or err["type"] == "literal_error":
                 msg = f"{msg} (got {err['input']!r})"
             issues.append(ConfigIssue(_key(err["loc"]), msg))

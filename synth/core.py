@@ -49,15 +49,15 @@ def stack_file(stack: str) -> Path:
     return REPO / "stacks" / f"Pulumi.{stack}.yaml"
 
 
-def load_stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
+def load_stack_config(stack: str, path: Path | None = None) -> tuple[dict[str, Any], list[str]]:
     """The stack file's config as the engine passes it (JSON text for objects), and its secret keys.
 
     `secure:` values cannot be decrypted offline; they become "[secret]" and stay marked secret.
     """
-    path = stack_file(stack)
+    path = path or stack_file(stack)
     if not path.exists():
         known = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
-        raise FileNotFoundError(f"no stack file {path.relative_to(REPO)}; stacks: {', '.join(known)}")
+        raise FileNotFoundError(f"no stack file {path}; stacks in stacks/: {', '.join(known)}")
     raw = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
     values: dict[str, Any] = {}
     secret_keys = []
@@ -70,9 +70,11 @@ def load_stack_config(stack: str) -> tuple[dict[str, Any], list[str]]:
     return values, secret_keys
 
 
-def synthesize(stack: str) -> SynthResult:
-    """Validate the stack's config, then run the program under mocks. Raises ConfigError first."""
-    values, secret_keys = load_stack_config(stack)
+def synthesize(stack: str, path: Path | None = None) -> SynthResult:
+    """Validate the stack's config, then run the program under mocks. Raises ConfigError first.
+
+    `path` overrides the stack file (default `stacks/Pulumi.<stack>.yaml`)."""
+    values, secret_keys = load_stack_config(stack, path)
     cfg = stack_config.parse(values)
     mocks = SynthMocks(region=cfg.aws_region or "eu-west-1")
     monitor = RecordingMonitor(mocks)

@@ -61,6 +61,7 @@ def _secret(value: Any) -> dict:
 @dataclass
 class Registration:
     urn: str
+    id: str
     type: str
     name: str
     parent: str | None
@@ -293,6 +294,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registrations.append(
             Registration(
                 urn=response.urn,
+                id=response.id,
                 type=request.type,
                 name=request.name,
                 parent=request.parent or None,

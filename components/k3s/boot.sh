@@ -116,19 +116,15 @@ wait_for_server() {
 }
 
 install_k3s() {
-  local exec_role=$1
-  if [ -n "${K3S_INSTALL_COMMAND:-}" ]; then
-    INSTALL_K3S_EXEC="$exec_role" "$K3S_INSTALL_COMMAND"
-    return
+  local installer="${K3S_INSTALL_COMMAND:-}"
+  if [ -z "$installer" ]; then
+    installer=$(mktemp)
+    # The installer is taken from the pinned release tag, not the moving get.k3s.io script.
+    curl -sfL --retry 5 -o "$installer" \
+      "https://raw.githubusercontent.com/k3s-io/k3s/${K3S_VERSION/+/%2B}/install.sh"
   fi
-  local installer
-  installer=$(mktemp)
-  # The installer is taken from the pinned release tag, not the moving get.k3s.io script.
-  curl -sfL --retry 5 -o "$installer" \
-    "https://raw.githubusercontent.com/k3s-io/k3s/${K3S_VERSION/+/%2B}/install.sh"
-  INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$exec_role" \
+  INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$1" \
     INSTALL_K3S_SKIP_SELINUX_RPM=true INSTALL_K3S_SELINUX_WARN=true sh "$installer"
-  rm -f "$installer"
 }
 
 main() {

@@ -1,0 +1,76 @@
+"""The typed stack config against folders of valid and invalid stack files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components import config
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "config"
+VALID = sorted((FIXTURES / "valid").glob("*.yaml")) + sorted((REPO / "stacks").glob("Pulumi.*.yaml"))
+INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
+
+
+def _config(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())["config"]
+
+
+def _expected_key(path: Path) -> str:
+    match = re.search(r"^# error-key: (\S+)$", path.read_text(), re.M)
+    assert match, f"{path.name} must say which key it breaks (# error-key: ...)"
+    return match[1]
+
+
+def test_enough_fixtures():
+    assert len(INVALID) >= 25
+    assert len(VALID) >= 8
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
+def test_valid(path: Path):
+    cfg = config.parse(_config(path))
+    assert cfg.environment
+
+
+@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
+def test_invalid_names_the_key(path: Path):
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(_config(path))
+    key = _expected_key(path)
+    keys = [issue.key for issue in err.value.issues]
+    assert key in keys, f"expected an error on {key}, got:\n{err.value}"
+    issue = next(i for i in err.value.issues if i.key == key)
+    assert len(issue.message) > 10, "the message must say what is allowed"
+
+
+def test_every_problem_is_reported_once():
+    raw = _config(REPO / "stacks" / "Pulumi.dev.yaml")
+    raw["platform:cluster"] = {**raw["platform:cluster"], "servers": 2, "rootVolumeGb": 1}
+    raw["platform:bogus"] = True
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(raw)
+    keys = [i.key for i in err.value.issues]
+    assert sorted(keys) == sorted(set(keys))
+    assert {"platform:bogus", "platform:cluster.servers", "platform:cluster.rootVolumeGb"} <= set(keys)
+    assert str(err.value).count("\n") == len(keys)
+
+
+def test_defaults_derive_from_production():
+    dev = config.parse(_config(REPO / "stacks" / "Pulumi.dev.yaml"))
+    prod = config.parse(_config(REPO / "stacks" / "Pulumi.prod.yaml"))
+    assert (dev.acme_server, dev.cluster.endpoint_kind) == ("staging", "eip")
+    assert (prod.acme_server, prod.cluster.endpoint_kind) == ("production", "nlb")
+
+
+@pytest.mark.parametrize(
+    "itype,arch", [("t3.large", "x86_64"), ("t3a.medium", "x86_64"), ("t4g.large", "arm64"),
+                   ("m7gd.xlarge", "arm64"), ("c7gn.large", "arm64"), ("g5.xlarge", "x86_64"),
+                   ("m6i.2xlarge", "x86_64"), ("nonsense", None)],
+)
+def test_instance_arch(itype: str, arch: str | None):
+    assert config.instance_arch(itype) == arch

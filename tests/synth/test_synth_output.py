@@ -1,0 +1,74 @@
+"""The synth's files: the documented shape, byte-identical reruns, no secret anywhere, clear errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from synth.core import synthesize, write
+from tests.conftest import REPO, STACKS
+
+RESOURCE_KEYS = {"urn", "type", "name", "parent", "custom", "provider", "dependsOn", "protect", "inputs"}
+
+
+def _tree(folder) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_resources_json_shape(synth_dirs, stack):
+    import json
+
+    doc = json.loads((synth_dirs[stack] / "resources.json").read_text())
+    assert (doc["project"], doc["stack"]) == ("gitops-platform", stack)
+    urns = {r["urn"] for r in doc["resources"]}
+    for res in doc["resources"]:
+        assert set(res) == RESOURCE_KEYS
+        assert res["parent"] is None or res["parent"] in urns or res["parent"].endswith("pulumi:pulumi:Stack::"
+                                                                                         f"gitops-platform-{stack}")
+        assert all(dep in urns for dep in res["dependsOn"]), res["urn"]
+    assert (synth_dirs[stack] / "graph.dot").read_text().startswith("digraph resources {")
+
+
+def test_same_config_gives_identical_output(synth_dirs, tmp_path):
+    again = synthesize("prod")
+    write(again, tmp_path / "prod")
+    assert _tree(tmp_path / "prod") == _tree(synth_dirs["prod"])
+
+
+def test_no_secret_value_in_any_file(synth_results, synth_dirs):
+    for stack, result in synth_results.items():
+        assert result.secret_values, f"{stack}: the mocks handed out no secret to look for"
+        files = _tree(synth_dirs[stack])
+        for value in result.secret_values:
+            needles = {value} | {line for line in value.splitlines() if len(line) >= 32 and "-----" not in line}
+            for name, content in files.items():
+                text = content.decode()
+                for needle in needles:
+                    assert needle not in text, f"{stack}: a secret value leaks into {name}"
+
+
+def _synth_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "synth", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_invalid_config_exits_non_zero_with_every_error(tmp_path):
+    bad = tmp_path / "Pulumi.broken.yaml"
+    bad.write_text(
+        "config:\n  aws:region: eu-west-1\n  platform:environment: broken\n"
+        "  platform:cluster: {servers: 2, apiAllowedCidrs: [10.0.0.0/8], rootVolumeGb: 5}\n"
+        "  platform:gitops: {repoUrl: https://example.com/x.git}\n  platform:tls: {letsEncrypt: true}\n"
+    )
+    run = _synth_cli("--stack", "broken", "--stack-file", str(bad), "--out", str(tmp_path / "out"))
+    assert run.returncode == 2
+    for key in ("platform:cluster.servers", "platform:cluster.rootVolumeGb"):
+        assert key in run.stderr
+    assert not (tmp_path / "out").exists(), "nothing may be written for an invalid config"
+
+
+def test_unknown_stack_names_the_known_ones():
+    run = _synth_cli("--stack", "nope")
+    assert run.returncode == 2 and "stacks in stacks/: dev, local, prod" in run.stderr

@@ -1,0 +1,283 @@
+"""`components.vault.bootstrap` against a real OpenBao server (Raft storage, shamir seal).
+
+The module's server starts uninitialised; the first bootstrap run on it is the fresh-server run.
+Auto-unseal (recovery keys) runs end to end in test_vault_provider.py on a static-seal server.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+
+import hvac
+import pytest
+from hvac import exceptions as hvac_errors
+
+from components.vault.bootstrap import (
+    BootstrapError,
+    BootstrapResult,
+    BootstrapSpec,
+    KubernetesRole,
+    SpecError,
+    TokenRejected,
+    bootstrap,
+    configuration_steps,
+    duration_seconds,
+    init_parameters,
+    platform_spec,
+)
+
+APP_NAMESPACES = ("team-a", "team-b")
+
+
+@pytest.fixture(scope="module")
+def spec(tokenreview) -> BootstrapSpec:
+    return platform_spec(
+        APP_NAMESPACES,
+        seal="shamir",
+        kubernetes_host=tokenreview.url,
+        kubernetes_ca_cert=tokenreview.ca_pem,
+    )
+
+
+@pytest.fixture(scope="module")
+def first_run(bao, spec) -> tuple[BootstrapResult, list[str]]:
+    """The full bootstrap of the module's fresh server, timed and with its progress messages."""
+    messages: list[str] = []
+    start = time.perf_counter()
+    result = bootstrap(bao.client(), spec, progress=messages.append)
+    print(f"\nfull bootstrap of a fresh OpenBao (raft, shamir): {time.perf_counter() - start:.2f}s")
+    return result, messages
+
+
+def _secret_values(result: BootstrapResult) -> list[str]:
+    return [result.root_token, *result.keys]
+
+
+def _unconfigure(client: hvac.Client, spec: BootstrapSpec) -> None:
+    """Back to "initialised and unsealed, nothing configured" (disabling auth drops its roles)."""
+    for mount in spec.kv_mounts:
+        client.sys.disable_secrets_engine(mount.path)
+    assert spec.kubernetes is not None
+    client.sys.disable_auth_method(spec.kubernetes.mount_path)
+    for name in spec.policies:
+        client.sys.delete_policy(name)
+
+
+def test_fresh_server_is_initialised_unsealed_and_configured(bao, spec, first_run, assert_configured):
+    result, messages = first_run
+    step_names = [step.name for step in configuration_steps(spec)]
+    assert result.changed == ("init", "unseal", *step_names)
+    assert result.key_kind == "unseal"
+    assert len(result.keys) == spec.key_shares and len(set(result.keys)) == spec.key_shares
+    status = bao.client().sys.read_seal_status()
+    assert status["initialized"] and not status["sealed"]
+    assert (status["n"], status["t"]) == (spec.key_shares, spec.key_threshold)
+    assert_configured(bao.client(result.root_token), spec)
+    assert set(result.policies) == set(spec.policies)
+    assert set(result.roles) == {role.name for role in spec.roles}
+    for value in _secret_values(result):
+        assert value not in repr(result) and value not in str(result)
+        assert not any(value in message for message in messages)
+    assert result.secrets() == {"root_token": result.root_token, "keys": list(result.keys)}
+
+
+def test_second_run_changes_nothing(bao, spec, first_run, assert_configured):
+    first, _ = first_run
+    again = bootstrap(bao.client(), spec, previous=first)
+    assert again.changed == ()
+    assert again.secrets() == first.secrets()
+    assert_configured(bao.client(first.root_token), spec)
+
+
+def test_run_interrupted_after_any_step_converges(bao, spec, first_run, assert_configured):
+    first, _ = first_run
+    root = bao.client(first.root_token)
+    steps = configuration_steps(spec)
+    for done in range(len(steps) + 1):
+        _unconfigure(root, spec)
+        for step in steps[:done]:
+            assert step.apply(root), f"{step.name} found nothing to do on an unconfigured server"
+        result = bootstrap(bao.client(), spec, previous=first)
+        assert result.changed == tuple(step.name for step in steps[done:]), f"after {done} steps"
+        assert_configured(root, spec)
+
+
+def test_removing_an_app_namespace_revokes_its_role_and_policy(bao, spec, first_run, tokenreview):
+    first, _ = first_run
+    root = bao.client(first.root_token)
+    smaller = platform_spec(
+        ["team-a"],
+        seal="shamir",
+        kubernetes_host=tokenreview.url,
+        kubernetes_ca_cert=tokenreview.ca_pem,
+    )
+    shrunk = bootstrap(bao.client(), smaller, previous=first)
+    assert shrunk.changed == ("role:apps-team-b:delete", "policy:apps-team-b:delete")
+    with pytest.raises(hvac_errors.InvalidPath):
+        root.sys.read_policy("apps-team-b")
+    with pytest.raises(hvac_errors.InvalidPath):
+        root.auth.kubernetes.read_role("apps-team-b")
+
+    grown = bootstrap(bao.client(), spec, previous=shrunk)
+    assert grown.changed == ("policy:apps-team-b", "role:apps-team-b")
+
+
+def test_sealed_server_is_unsealed_with_the_previous_keys(bao, spec, first_run, assert_configured):
+    first, _ = first_run
+    bao.restart()
+    assert bao.client().sys.read_seal_status()["sealed"]
+    result = bootstrap(bao.client(), spec, previous=first)
+    assert result.changed == ("unseal",)
+    assert not bao.client().sys.read_seal_status()["sealed"]
+    assert_configured(bao.client(first.root_token), spec)
+
+
+def _revoked_root_token(client: hvac.Client) -> str:
+    token = client.auth.token.create(policies=["root"], ttl="10m")["auth"]["client_token"]
+    client.auth.token.revoke(token)
+    return token
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        pytest.param(lambda client: "s.WrongTokenWrongTokenWrong1", id="wrong"),
+        pytest.param(_revoked_root_token, id="revoked"),
+    ],
+)
+def test_bad_token_gives_a_clear_error_without_the_secret(
+    bao, spec, first_run, make_token: Callable[[hvac.Client], str]
+):
+    first, _ = first_run
+    bad_token = make_token(bao.client(first.root_token))
+    previous = replace(first, root_token=bad_token)
+    with pytest.raises(TokenRejected) as info:
+        bootstrap(bao.client(), spec, previous=previous)
+    message = str(info.value)
+    assert "rejected the root token of the previous bootstrap result" in message
+    assert "wrong" in message and "revoked" in message
+    everything = "".join(traceback.format_exception(info.value)) + repr(info.value)
+    for value in [bad_token, *_secret_values(first)]:
+        assert value not in everything
+
+
+def test_initialised_server_without_credentials_is_refused(bao, spec, first_run):
+    with pytest.raises(BootstrapError, match="already initialised and neither"):
+        bootstrap(bao.client(), spec)
+
+
+def test_policies_grant_and_deny(bao, spec, first_run, tokenreview):
+    first, _ = first_run
+    root = bao.client(first.root_token)
+    kv = root.secrets.kv.v2
+    for path in ("apps/team-a/db", "apps/team-b/db", "platform/admin"):
+        kv.create_or_update_secret(path, {"password": f"pw-{path}"}, mount_point="secret")
+
+    def login(role: str, namespace: str, service_account: str, known: bool = True) -> hvac.Client:
+        client = bao.client()
+        client.auth.kubernetes.login(role, tokenreview.jwt(namespace, service_account, known=known))
+        return client
+
+    def read(client: hvac.Client, path: str) -> str:
+        secret = client.secrets.kv.v2.read_secret_version(
+            path, mount_point="secret", raise_on_deleted_version=True
+        )
+        return secret["data"]["data"]["password"]
+
+    def write(client: hvac.Client, path: str) -> None:
+        client.secrets.kv.v2.create_or_update_secret(path, {"password": "x"}, mount_point="secret")
+
+    eso = login("external-secrets", "external-secrets", "external-secrets")
+    assert read(eso, "apps/team-a/db") == "pw-apps/team-a/db"
+    assert read(eso, "apps/team-b/db") == "pw-apps/team-b/db"
+    listed = eso.secrets.kv.v2.list_secrets("apps", mount_point="secret")["data"]["keys"]
+    assert set(listed) == {"team-a/", "team-b/"}
+    with pytest.raises(hvac_errors.Forbidden):
+        write(eso, "apps/team-a/db")
+    with pytest.raises(hvac_errors.Forbidden):
+        read(eso, "platform/admin")
+
+    team_a = login("apps-team-a", "team-a", "web")
+    write(team_a, "apps/team-a/web")
+    assert read(team_a, "apps/team-a/web") == "x"
+    assert read(team_a, "apps/team-a/db") == "pw-apps/team-a/db"
+    for denied in (
+        lambda: read(team_a, "apps/team-b/db"),
+        lambda: write(team_a, "apps/team-b/db"),
+        lambda: read(team_a, "platform/admin"),
+        lambda: team_a.secrets.kv.v2.list_secrets("apps", mount_point="secret"),
+    ):
+        with pytest.raises(hvac_errors.Forbidden):
+            denied()
+
+    for role, namespace, service_account, known in [
+        ("external-secrets", "external-secrets", "default", True),
+        ("external-secrets", "team-a", "external-secrets", True),
+        ("apps-team-a", "team-b", "web", True),
+        ("external-secrets", "external-secrets", "external-secrets", False),
+    ]:
+        with pytest.raises(hvac_errors.VaultError):
+            login(role, namespace, service_account, known)
+
+
+def test_init_parameters_follow_the_seal_mode():
+    auto = platform_spec(seal="auto", key_shares=5, key_threshold=3)
+    shamir = platform_spec(seal="shamir", key_shares=3, key_threshold=2)
+    assert init_parameters(auto) == {"recovery_shares": 5, "recovery_threshold": 3}
+    assert init_parameters(shamir) == {"secret_shares": 3, "secret_threshold": 2}
+
+
+def test_spec_round_trips_through_plain_data(spec):
+    assert BootstrapSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"key_shares": 3, "key_threshold": 4}, "key_threshold must be between 2 and key_shares"),
+        ({"key_shares": 1, "key_threshold": 2}, "key_threshold must be 1"),
+        ({"seal": "kms"}, "seal must be 'auto' or 'shamir'"),
+        ({"policies": {"root": "x"}}, "policy name 'root' is not allowed"),
+        ({"kubernetes": None}, "roles need the Kubernetes auth method"),
+        (
+            {"roles": (KubernetesRole("r", ("sa",), ("ns",), ("missing",), ttl="soon"),)},
+            "policies ['missing'] are not defined",
+        ),
+    ],
+)
+def test_invalid_specs_are_refused_with_every_problem(spec, change, problem):
+    data = spec.to_dict() | {k: v for k, v in change.items() if k != "roles"}
+    if "roles" in change:
+        data["roles"] = [
+            {**BootstrapSpec(roles=change["roles"], kubernetes=spec.kubernetes,
+                             policies={"missing": ""}).to_dict()["roles"][0]}
+        ] if False else [
+            {"name": r.name, "bound_service_account_names": r.bound_service_account_names,
+             "bound_service_account_namespaces": r.bound_service_account_namespaces,
+             "policies": r.policies, "ttl": r.ttl}
+            for r in change["roles"]
+        ]
+    with pytest.raises(SpecError) as info:
+        BootstrapSpec.from_dict(data)
+    assert any(problem in p for p in info.value.problems), info.value.problems
+
+
+def test_platform_spec_refuses_bad_namespace_names():
+    with pytest.raises(SpecError, match="'Team_A' is not a Kubernetes namespace name"):
+        platform_spec(["Team_A"])
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("1h", 3600), ("1h30m", 5400), ("90s", 90), ("3600", 3600)]
+)
+def test_duration_seconds(text, seconds):
+    assert duration_seconds(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "1d", "h", "1.5h"])
+def test_duration_seconds_refuses_other_text(text):
+    with pytest.raises(ValueError, match="is not a duration"):
+        duration_seconds(text)
