@@ -233,7 +233,9 @@ def _spec_problems(spec: BootstrapSpec) -> list[str]:
     elif shares == 1 and threshold != 1:
         problems.append(f"key_threshold must be 1 with a single key share, got {threshold}")
     elif shares > 1 and not 2 <= threshold <= shares:
-        problems.append(f"key_threshold must be between 2 and key_shares ({shares}), got {threshold}")
+        problems.append(
+            f"key_threshold must be between 2 and key_shares ({shares}), got {threshold}"
+        )
 
     paths = [m.path for m in spec.kv_mounts]
     for path in paths:
@@ -251,7 +253,9 @@ def _spec_problems(spec: BootstrapSpec) -> list[str]:
         if kube.kubernetes_ca_cert is not None and _PEM_CERT not in kube.kubernetes_ca_cert:
             problems.append("kubernetes_ca_cert must be a PEM certificate")
         if kube.disable_local_ca_jwt and not kube.kubernetes_ca_cert:
-            problems.append("disable_local_ca_jwt needs kubernetes_ca_cert (no local CA to fall back on)")
+            problems.append(
+                "disable_local_ca_jwt needs kubernetes_ca_cert (no local CA to fall back on)"
+            )
 
     for name in spec.policies:
         if not _NAME_RE.match(name) or name == "root":
@@ -610,8 +614,11 @@ def _ensure_role(client: hvac.Client, role: KubernetesRole, mount_path: str) -> 
     wanted = _role_view(role)
     if current is not None:
         have = {key: current.get(key) for key in wanted}
-        for key in ("bound_service_account_names", "bound_service_account_namespaces",
-                    "token_policies"):
+        for key in (
+            "bound_service_account_names",
+            "bound_service_account_namespaces",
+            "token_policies",
+        ):
             have[key] = sorted(have[key] or [])
         if have == wanted:
             return False
@@ -645,9 +652,7 @@ def _delete_policy(client: hvac.Client, name: str) -> bool:
     return True
 
 
-def configuration_steps(
-    spec: BootstrapSpec, previous: BootstrapResult | None = None
-) -> list[Step]:
+def configuration_steps(spec: BootstrapSpec, previous: BootstrapResult | None = None) -> list[Step]:
     """The configuration steps of `spec` in the order `bootstrap` runs them.
 
     Writes come first (mounts, auth, policies, roles); then roles and policies that `previous`
@@ -755,7 +760,9 @@ def bootstrap(
     try:
         status = client.sys.read_seal_status()
     except (hvac_errors.VaultError, requests.RequestException) as exc:
-        raise BootstrapError(f"cannot read the seal status of Vault at {client.url}: {exc}") from exc
+        raise BootstrapError(
+            f"cannot read the seal status of Vault at {client.url}: {exc}"
+        ) from exc
     _check_seal_type(client, spec, status["type"])
 
     if status["initialized"]:
@@ -805,7 +812,9 @@ def bootstrap(
         changed=tuple(changed),
         policies=tuple(sorted(spec.policies)),
         roles=tuple(r.name for r in spec.roles),
-        reviewer_jwt_sha256=_sha256(spec.kubernetes.token_reviewer_jwt if spec.kubernetes else None),
+        reviewer_jwt_sha256=_sha256(
+            spec.kubernetes.token_reviewer_jwt if spec.kubernetes else None
+        ),
     )
 
 

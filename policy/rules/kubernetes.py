@@ -389,7 +389,7 @@ def check_ratio(item: Item, p: RatioParams, _: StackInfo) -> Iterator[Violation]
             if resource == "cpu" and p.cpu_max_ratio is not None:
                 ceiling = p.cpu_max_ratio
             text = (
-                f"container {name}: {resource} limit {limit} is {ratio:.3g}x its request "
+                f"container {name}: {resource} limit {limit} is {float(ratio):.3g}x its request "
                 f"{request}"
             )
             if ratio > Decimal(str(ceiling)):

@@ -1,0 +1,187 @@
+"""`VaultBootstrapProvider` methods called directly against a real OpenBao server.
+
+The server uses OpenBao's static auto-unseal seal, so this is also the end-to-end run of auto mode
+(recovery keys), and its listener requires a client certificate like the Kubernetes API server: the
+provider gets the server's own URL instead of the service proxy URL, with CA and client certificate.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+import tempfile
+from dataclasses import replace
+
+import dill
+import hvac
+import pulumi
+import pytest
+from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.runtime import rpc
+
+from components.vault.bootstrap import WaitTimeout, platform_spec
+from components.vault.provider import (
+    VaultBootstrapProvider,
+    pem_files,
+    secret_output_options,
+    service_proxy_url,
+)
+
+
+@pytest.fixture(scope="module")
+def server(start_bao):
+    return start_bao(seal="static", tls=True)
+
+
+def _spec(tokenreview, namespaces):
+    return platform_spec(
+        namespaces,
+        seal="auto",
+        kubernetes_host=tokenreview.url,
+        kubernetes_ca_cert=tokenreview.ca_pem,
+    )
+
+
+def _inputs(server, spec, **override):
+    return {
+        "base_url": server.url,
+        "ca_pem": server.tls.ca_pem,
+        "client_cert_pem": server.tls.client_cert_pem,
+        "client_key_pem": server.tls.client_key_pem,
+        "spec": spec.to_dict(),
+        "wait_timeout": 30,
+    } | override
+
+
+def test_lifecycle_create_diff_update(server, tokenreview, pki, assert_configured):
+    provider = VaultBootstrapProvider()
+    spec = _spec(tokenreview, ["team-a"])
+    # Invalid HCL makes the server refuse the last policy: the first run stops after init.
+    broken = replace(spec, policies={**spec.policies, "zz-broken": 'path "secret/x" {'})
+    checked = provider.check({}, _inputs(server, broken))
+    assert checked.failures == []
+
+    created = provider.create(checked.inputs)
+    outs = created.outs
+    assert outs["converged"] is False
+    assert "policy:zz-broken failed" in outs["error"]
+    assert outs["key_kind"] == "recovery" and len(outs["keys"]) == spec.key_shares
+    assert outs["root_token"] and outs["root_token"] not in outs["error"]
+    assert outs["changed"][0] == "init" and "unseal" not in outs["changed"]
+    status = server.client().sys.read_seal_status()
+    assert status["type"] == "static" and status["recovery_seal"] and not status["sealed"]
+
+    same = provider.diff(created.id, outs, checked.inputs)
+    assert same.changes and same.replaces == []
+
+    fixed = _inputs(server, spec)
+    updated = provider.update(created.id, outs, fixed).outs
+    assert updated["converged"] is True and updated["error"] == ""
+    assert updated["changed"] == [f"role:{role.name}" for role in spec.roles]
+    assert (updated["root_token"], updated["keys"]) == (outs["root_token"], outs["keys"])
+    assert_configured(server.client(updated["root_token"]), spec)
+
+    assert not provider.diff(created.id, updated, fixed).changes
+    new_cert, new_key = pki.issue("system:admin", server=False)
+    reminted = fixed | {"client_cert_pem": new_cert, "client_key_pem": new_key}
+    assert not provider.diff(created.id, updated, reminted).changes
+
+    grown = _inputs(server, _spec(tokenreview, ["team-a", "team-b"]))
+    diff = provider.diff(created.id, updated, grown)
+    assert diff.changes and diff.replaces == [] and not diff.delete_before_replace
+    again = provider.update(created.id, updated, grown).outs
+    assert again["changed"] == ["policy:apps-team-b", "role:apps-team-b"]
+    assert again["root_token"] == outs["root_token"]
+
+
+def test_unreachable_vault_times_out_naming_what_it_waited_for(server, monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    inputs = _inputs(
+        server, platform_spec(), client_cert_pem=None, client_key_pem=None, wait_timeout=1
+    )
+    with pytest.raises(WaitTimeout) as info:
+        VaultBootstrapProvider().create(inputs)
+    message = str(info.value)
+    assert f"waiting for the Vault API at {server.url} to answer" in message
+    assert "timed out after 1s" in message and "SSL" in message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_names_each_bad_input():
+    inputs = {
+        "base_url": "ftp://vault",
+        "client_cert_pem": "-----BEGIN CERTIFICATE-----",
+        "spec": {"seal": "auto", "key_shares": 3, "key_threshold": 9},
+        "wait_timeout": 0,
+    }
+    failures = VaultBootstrapProvider().check({}, inputs).failures
+    assert sorted(f.property for f in failures) == [
+        "base_url",
+        "client_cert_pem",
+        "spec",
+        "wait_timeout",
+    ]
+
+
+def test_check_accepts_unknown_url_during_preview():
+    inputs = {"base_url": rpc.UNKNOWN, "spec": platform_spec().to_dict()}
+    assert VaultBootstrapProvider().check({}, inputs).failures == []
+
+
+def test_service_proxy_url():
+    assert (
+        service_proxy_url("https://k3s.example.com:6443", "vault", "vault")
+        == "https://k3s.example.com:6443/api/v1/namespaces/vault/services/https:vault:8200/proxy"
+    )
+    assert service_proxy_url("https://rancher.example.com/k8s/clusters/c-1/", "bao", "openbao") == (
+        "https://rancher.example.com/k8s/clusters/c-1/api/v1/namespaces/bao/services/"
+        "https:openbao:8200/proxy"
+    )
+    proxied = hvac.Client(url=service_proxy_url("https://k3s:6443", "vault", "vault"), token="")
+    assert proxied.adapter.urljoin(proxied.url, "/v1/sys/health").endswith(
+        "/services/https:vault:8200/proxy/v1/sys/health"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (("k3s:6443", "vault", "vault"), "api_url"),
+        (("https://k3s:6443?x=1", "vault", "vault"), "api_url"),
+        (("https://k3s:6443", "Vault", "vault"), "namespace"),
+        (("https://k3s:6443", "vault", "vault/../x"), "service"),
+        (("https://k3s:6443", "vault", "vault", 0), "port"),
+    ],
+)
+def test_service_proxy_url_refuses_bad_parts(args, problem):
+    with pytest.raises(ValueError, match=problem):
+        service_proxy_url(*args)
+
+
+def test_pem_files_are_private_and_always_removed(pki):
+    cert, key = pki.issue("system:admin", server=False)
+    with pytest.raises(RuntimeError, match="boom"):
+        with pem_files(pki.ca_pem, cert, key) as (verify, client_cert):
+            paths = [verify, *client_cert]
+            assert stat.S_IMODE(os.stat(os.path.dirname(verify)).st_mode) == 0o700
+            for path, text in zip(paths, [pki.ca_pem, cert, key], strict=True):
+                assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+                assert open(path).read() == text
+            raise RuntimeError("boom")
+    assert not any(os.path.exists(path) for path in [*paths, os.path.dirname(verify)])
+    with pem_files(None, None, None) as (verify, client_cert):
+        assert (verify, client_cert) == (True, None)
+
+
+def test_provider_survives_dill_serialisation():
+    serialized = serialize_provider(VaultBootstrapProvider())
+    restored = dill.loads(base64.b64decode(serialized))
+    assert type(restored).__module__ == "components.vault.provider"
+    assert restored.check({}, {"base_url": "https://k3s", "spec": {}}).failures == []
+
+
+def test_root_token_and_keys_are_secret_outputs():
+    opts = secret_output_options(pulumi.ResourceOptions(protect=True))
+    assert opts.additional_secret_outputs == ["root_token", "keys"]
+    assert opts.protect
