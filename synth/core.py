@@ -6,6 +6,7 @@ import base64
 import json
 import runpy
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,30 @@ def write(result: SynthResult, out: Path) -> None:
         filename = "-".join(p for p in parts if p).lower() + ".yaml"
         (out / "manifests" / filename).write_text(yaml.safe_dump(obj, sort_keys=True))
     (out / "graph.dot").write_text(_dot(result))
+    (out / "summary.txt").write_text(summary(result))
+    dot = shutil.which("dot")
+    if dot:
+        subprocess.run([dot, "-Tsvg", "-o", str(out / "graph.svg"), str(out / "graph.dot")], check=True)
+
+
+def summary(result: SynthResult) -> str:
+    """What the stack creates, grouped by the component at the top of each resource's parent chain."""
+    by_urn = {r.urn: r for r in result.registrations}
+
+    def owner(reg: Registration) -> str:
+        while reg.parent in by_urn and by_urn[reg.parent].parent in by_urn:
+            reg = by_urn[reg.parent]
+        top = by_urn.get(reg.parent) if reg.parent in by_urn else reg
+        return f"{top.type} {top.name}" if not top.custom else "stack"
+
+    groups: dict[str, dict[str, int]] = {}
+    for reg in result.registrations:
+        if reg.custom:
+            counts = groups.setdefault(owner(reg), {})
+            counts[reg.type] = counts.get(reg.type, 0) + 1
+    total = sum(c for g in groups.values() for c in g.values())
+    lines = [f"{result.project}/{result.stack}: {total} resources in {len(groups)} groups"]
+    for group in sorted(groups):
+        lines.append(f"\n{group}")
+        lines += [f"  {count:3d}  {typ}" for typ, count in sorted(groups[group].items())]
+    return "\n".join(lines) + "\n"

@@ -72,3 +72,20 @@ def test_invalid_config_exits_non_zero_with_every_error(tmp_path):
 def test_unknown_stack_names_the_known_ones():
     run = _synth_cli("--stack", "nope")
     assert run.returncode == 2 and "stacks in stacks/: dev, local, prod" in run.stderr
+
+
+def test_summary_groups_by_component(synth_dirs):
+    text = (synth_dirs["prod"] / "summary.txt").read_text()
+    assert text.startswith("gitops-platform/prod: ")
+    assert "\nplatform:k3s:Cluster gitops-platform-prod\n" in text
+    assert "    3  aws:ec2/instance:Instance" in text
+
+
+def test_graph_svg_is_rendered(synth_dirs):
+    from tests.conftest import require_tool
+
+    require_tool("dot")
+    import html
+
+    svg = html.unescape((synth_dirs["dev"] / "graph.svg").read_text())
+    assert svg.lstrip().startswith("<?xml") and "gitops-platform-dev-server-0" in svg
