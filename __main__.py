@@ -5,9 +5,11 @@ import pulumi_aws as aws
 
 from components.config import PlatformConfig, from_pulumi
 from components.existing_cluster import ExistingCluster, ExistingClusterArgs
+from components.cluster_access import ClusterAccess
+from components.k3s import traefik
 from components.k3s.cluster import K3sCluster, K3sClusterArgs
 from components.network import Network, NetworkArgs
-from components.cluster_access import ClusterAccess
+from components.registry.component import Registry, RegistryArgs
 
 config: PlatformConfig = from_pulumi()
 name = f"{pulumi.get_project()}-{pulumi.get_stack()}"
@@ -24,8 +26,23 @@ def aws_cluster(cfg: PlatformConfig) -> ClusterAccess:
     opts = pulumi.ResourceOptions(providers={"aws": provider})
     zones = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(provider=provider))
     network = Network(name, NetworkArgs(config=cfg.network, availability_zones=zones.names), opts=opts)
-    cluster = K3sCluster(name, K3sClusterArgs(config=cfg.cluster, network=network, region=cfg.aws_region),
-                         opts=opts)
+    node_policies = []
+    if cfg.registry.active:
+        registry = Registry(f"{name}-registry", RegistryArgs(config=cfg.registry), opts=opts)
+        node_policies.append(registry.pull_policy_arn)
+        pulumi.export("registryUrls", registry.repository_urls)
+    cluster = K3sCluster(
+        name,
+        K3sClusterArgs(
+            config=cfg.cluster,
+            network=network,
+            region=cfg.aws_region,
+            extra_server_manifests={traefik.MANIFEST_NAME: traefik.render_manifest(cfg.production)},
+            extra_node_policy_arns=node_policies,
+            ecr_pulls=cfg.registry.active,
+        ),
+        opts=opts,
+    )
     pulumi.export("apiUrl", cluster.api_url)
     pulumi.export("snapshotBucket", cluster.bucket.bucket)
     return cluster.access

@@ -13,24 +13,23 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, ValidationError, field_validator
 
 from components import versions
+from components.registry.config import RegistryConfig
+from components.sections import (
+    AWS_REGION_RE,
+    DNS_NAME_RE,
+    EMAIL_RE,
+    ENV_NAME_RE,
+    INSTANCE_TYPE_RE,
+    K3S_NETWORKS,
+    Section,
+)
+
+_Section = Section
 
 NAMESPACE = "platform"
-
-_DNS_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-DNS_NAME_RE = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})+$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-INSTANCE_TYPE_RE = re.compile(
-    r"^(?P<family>(?P<cls>[a-z]+)(?P<gen>\d+)(?P<attrs>[a-z-]*))\.(?P<size>[a-z0-9]+)$"
-)
-AWS_REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
-K3S_NETWORKS = {"pod": "10.42.0.0/16", "service": "10.43.0.0/16"}
-"""K3s defaults; a VPC that overlaps them makes node and pod routes collide."""
-
 
 @dataclass(frozen=True)
 class ConfigIssue:
@@ -47,16 +46,6 @@ class ConfigError(ValueError):
     def __init__(self, issues: list[ConfigIssue]):
         self.issues = issues
         super().__init__("invalid stack configuration:\n" + "\n".join(f"  {i}" for i in issues))
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        frozen=True,
-        alias_generator=to_camel,
-        populate_by_name=True,
-    )
 
 
 def _cidr(value: str) -> str:
@@ -281,6 +270,7 @@ class PlatformConfig(_Section):
     dns: DnsConfig = DnsConfig()
     tls: TlsConfig = TlsConfig()
     gitops: GitOpsConfig
+    registry: RegistryConfig = RegistryConfig()
 
     @field_validator("environment")
     @classmethod

@@ -177,6 +177,12 @@ def _iam_named(kind: str):
     return make
 
 
+def _ecr_repository(m, a, o):
+    name = o.get("name", a.name)
+    return name, {"arn": m.arn("ecr", f"repository/{name}"), "registryId": ACCOUNT_ID,
+                  "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{m.region}.amazonaws.com/{name}"}
+
+
 def _private_key(m, a, _o):
     pem = _fake_pem("PRIVATE KEY", f"{a.name}/key")
     m.secret_values.add(pem)
@@ -236,6 +242,7 @@ _OUTPUTS = {
     "aws:iam/role:Role": _iam_named("role"),
     "aws:iam/instanceProfile:InstanceProfile": _iam_named("instance-profile"),
     "aws:iam/policy:Policy": _iam_named("policy"),
+    "aws:ecr/repository:Repository": _ecr_repository,
     "tls:index/privateKey:PrivateKey": _private_key,
     "tls:index/selfSignedCert:SelfSignedCert": _cert,
     "tls:index/locallySignedCert:LocallySignedCert": _cert,

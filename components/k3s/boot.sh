@@ -18,6 +18,7 @@ ROOT="${PLATFORM_ROOT:-}"
 : "${AWS_REGION:?boot.env must set AWS_REGION}"
 : "${K3S_VERSION:?boot.env must set K3S_VERSION}"
 : "${SERVER_ADDRESSES:?boot.env must set SERVER_ADDRESSES}"
+ECR_CREDENTIAL_PROVIDER_URL="${ECR_CREDENTIAL_PROVIDER_URL:-}"
 API_PORT="${API_PORT:-6443}"
 SECRET_ATTEMPTS="${SECRET_ATTEMPTS:-30}"
 JOIN_ATTEMPTS="${JOIN_ATTEMPTS:-90}"
@@ -115,6 +116,16 @@ wait_for_server() {
   echo "$addr"
 }
 
+# The kubelet runs this plugin to get short-lived ECR pull tokens with the node role.
+install_credential_provider() {
+  local target="$ROOT/var/lib/rancher/credentialprovider/bin/ecr-credential-provider"
+  mkdir -p "$(dirname "$target")"
+  curl -sfL --retry 5 -o "$target.download" "$ECR_CREDENTIAL_PROVIDER_URL" ||
+    fail "cannot download the ECR credential provider from $ECR_CREDENTIAL_PROVIDER_URL"
+  chmod 755 "$target.download"
+  mv "$target.download" "$target"
+}
+
 install_k3s() {
   local installer="${K3S_INSTALL_COMMAND:-}"
   if [ -z "$installer" ]; then
@@ -175,6 +186,9 @@ main() {
   if [ -z "$ROOT" ]; then
     # protect-kernel-defaults makes the kubelet refuse to start unless these are applied first.
     sysctl --system >/dev/null
+  fi
+  if [ -n "$ECR_CREDENTIAL_PROVIDER_URL" ]; then
+    install_credential_provider
   fi
   install_k3s "$NODE_ROLE"
   log "K3s $K3S_VERSION installed as $NODE_ROLE"

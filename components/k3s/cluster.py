@@ -20,8 +20,10 @@ from components.k3s.userdata import (
     EtcdSnapshots,
     NodeBoot,
     agent_k3s_config,
+    ecr_credential_provider_url,
     render_user_data,
     server_k3s_config,
+    with_ecr_pulls,
 )
 from components.network import Network, fixed_address
 
@@ -59,6 +61,8 @@ class K3sClusterArgs:
     """File name -> YAML for K3s's auto-deploy manifests directory on the servers."""
     extra_node_policy_arns: list[pulumi.Input[str]] = field(default_factory=list)
     """IAM policies attached to both node roles (e.g. pull rights on the app registry)."""
+    ecr_pulls: bool = False
+    """Install the kubelet's ECR credential provider so nodes can pull from the app registry."""
 
 
 def _policy(statements: list[dict]) -> str:
@@ -81,6 +85,7 @@ class K3sCluster(pulumi.ComponentResource):
         self._cfg = cfg = args.config
         self._net = net = args.network
         self._region = args.region
+        self._ecr_pulls = args.ecr_pulls
         if cfg.servers > 1 and len(net.node_subnet_ids) < 3:
             raise ValueError(
                 f"{cfg.servers} servers need node subnets in 3 availability zones; "
@@ -162,7 +167,7 @@ class K3sCluster(pulumi.ComponentResource):
             lambda a: EtcdSnapshots(a[0], args.region, cfg.etcd_snapshots.schedule, cfg.etcd_snapshots.retention)
         )
         server_config = pulumi.Output.all(tls_sans, self.server_ips, snapshots).apply(
-            lambda a: server_k3s_config(sorted(set(a[0]) | set(a[1])), a[2])
+            lambda a: self._node_config(server_k3s_config(sorted(set(a[0]) | set(a[1])), a[2]))
         )
         servers = []
         for i in range(cfg.servers):
@@ -438,6 +443,9 @@ class K3sCluster(pulumi.ComponentResource):
         return {"volume_type": "gp3", "volume_size": self._cfg.root_volume_gb, "encrypted": True,
                 "delete_on_termination": True}
 
+    def _node_config(self, k3s_config: dict) -> dict:
+        return with_ecr_pulls(k3s_config) if self._ecr_pulls else k3s_config
+
     def _user_data(self, kind: str, secret_arn: pulumi.Output[str], k3s_config: pulumi.Input[dict],
                    manifests: dict[str, str] | None = None) -> pulumi.Output[str]:
         files = {f"/var/lib/rancher/k3s/server/manifests/{n}": m for n, m in (manifests or {}).items()}
@@ -451,6 +459,9 @@ class K3sCluster(pulumi.ComponentResource):
                     server_addresses=a[1],
                     k3s_config=a[2],
                     extra_files=files,
+                    credential_provider_url=(
+                        ecr_credential_provider_url(self._cfg.arch) if self._ecr_pulls else ""
+                    ),
                 )
             )
         )
@@ -462,7 +473,7 @@ class K3sCluster(pulumi.ComponentResource):
         if agents.max == 0:
             return
         child = pulumi.ResourceOptions(parent=self)
-        user_data = self._user_data("agent", secret.arn, agent_k3s_config()).apply(
+        user_data = self._user_data("agent", secret.arn, self._node_config(agent_k3s_config())).apply(
             lambda text: base64.b64encode(text.encode()).decode()
         )
         template = aws.ec2.LaunchTemplate(

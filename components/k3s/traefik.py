@@ -91,7 +91,7 @@ def _values(replicas: int, shutdown: ShutdownTiming) -> dict[str, Any]:
             "podAntiAffinity": {
                 "requiredDuringSchedulingIgnoredDuringExecution": [
                     {
-                        "labelSelector": {"matchLabels": POD_LABELS},
+                        "labelSelector": {"matchLabels": dict(POD_LABELS)},
                         "topologyKey": "kubernetes.io/hostname",
                     }
                 ]

@@ -72,6 +72,42 @@ TLS_CIPHERS = ",".join(
 )
 KUBELET_ARGS = ["streaming-connection-idle-timeout=5m", f"tls-cipher-suites={TLS_CIPHERS}"]
 
+CREDENTIAL_PROVIDER_DIR = "/var/lib/rancher/credentialprovider"
+ECR_CREDENTIAL_PROVIDER_VERSION = "v1.34.0"
+"""cloud-provider-aws release whose ecr-credential-provider matches the pinned Kubernetes minor."""
+# containerd cannot pull from ECR with the node role alone: the kubelet asks this plugin for a
+# short-lived registry token, which it gets with the node role's ecr:GetAuthorizationToken.
+ECR_CREDENTIAL_PROVIDER_CONFIG = {
+    "apiVersion": "kubelet.config.k8s.io/v1",
+    "kind": "CredentialProviderConfig",
+    "providers": [
+        {
+            "name": "ecr-credential-provider",
+            "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+            "matchImages": ["*.dkr.ecr.*.amazonaws.com", "*.dkr.ecr.*.amazonaws.com.cn"],
+            "defaultCacheDuration": "12h",
+        }
+    ],
+}
+ECR_KUBELET_ARGS = [
+    f"image-credential-provider-bin-dir={CREDENTIAL_PROVIDER_DIR}/bin",
+    f"image-credential-provider-config={CREDENTIAL_PROVIDER_DIR}/config.yaml",
+]
+
+
+def ecr_credential_provider_url(arch: str) -> str:
+    goarch = {"x86_64": "amd64", "arm64": "arm64"}[arch]
+    version = ECR_CREDENTIAL_PROVIDER_VERSION
+    return (
+        f"https://artifacts.k8s.io/binaries/cloud-provider-aws/{version}/linux/{goarch}/"
+        f"ecr-credential-provider-linux-{goarch}"
+    )
+
+
+def with_ecr_pulls(k3s_config: dict) -> dict:
+    """The node config plus the kubelet flags that enable the ECR credential provider."""
+    return {**k3s_config, "kubelet-arg": [*k3s_config.get("kubelet-arg", []), *ECR_KUBELET_ARGS]}
+
 
 @dataclass(frozen=True)
 class EtcdSnapshots:
@@ -131,6 +167,8 @@ class NodeBoot:
     k3s_config: dict
     extra_files: dict[str, str] = field(default_factory=dict)
     """Extra non-secret files (path -> content), e.g. K3s auto-deploy manifests."""
+    credential_provider_url: str = ""
+    """Where to download ecr-credential-provider from; empty when nodes don't pull from ECR."""
 
 
 class _Literal(str):
@@ -154,6 +192,7 @@ def boot_env(boot: NodeBoot) -> str:
         "AWS_REGION": boot.region,
         "K3S_VERSION": boot.k3s_version,
         "SERVER_ADDRESSES": " ".join(boot.server_addresses),
+        "ECR_CREDENTIAL_PROVIDER_URL": boot.credential_provider_url,
     }
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
 
@@ -173,6 +212,10 @@ def render_user_data(boot: NodeBoot) -> str:
             (f"{SERVER_DIR}/psa.yaml", _dump(PSA_CONFIG), "0600"),
             (f"{SERVER_DIR}/audit.yaml", _dump(AUDIT_POLICY), "0600"),
         ]
+    if boot.credential_provider_url:
+        files.append(
+            (f"{CREDENTIAL_PROVIDER_DIR}/config.yaml", _dump(ECR_CREDENTIAL_PROVIDER_CONFIG), "0644")
+        )
     files += [(path, content, "0600") for path, content in sorted(boot.extra_files.items())]
     doc = {
         "write_files": [

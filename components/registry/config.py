@@ -9,7 +9,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from components.config import ENV_NAME_RE, _Section
+from components.sections import ENV_NAME_RE, Section as _Section
 
 # ECR's repository-name grammar (CreateRepository API): lower-case components joined by
 # single `.`, `_` or `-`, optionally namespaced with `/`, 2 to 256 characters.
@@ -25,7 +25,7 @@ DEPLOYED_PREFIX = "deployed-"
 PULL_REQUEST_PREFIX = "pr-"
 """CI tags pull-request builds `pr-<number>-<commit>`."""
 RELEASE_PATTERN = "v*.*.*"
-"""Release tags are semver with a `v` (`v1.4.2`); ECR patterns know only `*`, so this is the filter."""
+"""Release tags are semver with a `v` (`v1.4.2`); ECR patterns only know `*`."""
 RESERVED_PREFIXES = (DEPLOYED_PREFIX, PULL_REQUEST_PREFIX)
 
 
@@ -44,9 +44,9 @@ class RegistryConfig(_Section):
 
     enabled: bool = True
     """Create the repositories (only stacks with `platform:target: aws` can)."""
-    apps: list[str] = []
+    apps: list[str] = Field(default_factory=list)
     """Repository names, one per app image, e.g. `[shop/web, shop/api]`."""
-    environments: list[str] = []
+    environments: list[str] = Field(default_factory=list)
     """Every environment that deploys images from these repositories (`dev`, `prod`...).
 
     Not derived from the stack: one stack owns the repositories and the others pull from them,
@@ -55,7 +55,7 @@ class RegistryConfig(_Section):
     """How many of the newest `v<major>.<minor>.<patch>` images are kept for rollback."""
     pull_request_days: int = Field(default=14, ge=1, le=365)
     """Days a `pr-<number>-...` image is kept after it was pushed."""
-    kept_tag_prefixes: list[str] = []
+    kept_tag_prefixes: list[str] = Field(default_factory=list)
     """Tag prefixes that are never expired, e.g. `[base-, stable]`."""
     build_image_days: int = Field(default=7, ge=1, le=365)
     """Days any other image (CI builds such as `sha-<commit>`, untagged images) survives.

@@ -93,9 +93,11 @@ class Sandbox:
         stub.chmod(0o755)
         self.stub = stub
 
-    def run(self, kind: str, secret_id: str, servers: list[str], api_port: int, k3s_config: dict) -> subprocess.CompletedProcess:
+    def run(self, kind: str, secret_id: str, servers: list[str], api_port: int, k3s_config: dict,
+            credential_provider_url: str = "") -> subprocess.CompletedProcess:
         boot = NodeBoot(kind=kind, region=REGION, secret_id=secret_id, k3s_version="v1.34.10+k3s1",
-                        server_addresses=servers, k3s_config=k3s_config)
+                        server_addresses=servers, k3s_config=k3s_config,
+                        credential_provider_url=credential_provider_url)
         (self.root / "etc/platform").mkdir(parents=True, exist_ok=True)
         (self.root / "etc/platform/boot.env").write_text(boot_env(boot))
         (self.root / "etc/platform/k3s-config.yaml").write_text(yaml.safe_dump(k3s_config))
@@ -224,3 +226,44 @@ def test_unreadable_secret_fails_loudly(sandbox, monkeypatch):
     run = sandbox.run("server-init", arn, ["127.0.0.1"], _free_port(), {})
     assert run.returncode != 0
     assert "cannot read bootstrap secret" in run.stderr
+
+
+@pytest.fixture
+def binary_server():
+    """Serves a stand-in ecr-credential-provider binary over HTTP on 127.0.0.1."""
+    payload = b"#!/bin/sh\necho credential-provider\n"
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            found = self.path.endswith("/ecr-credential-provider-linux-amd64")
+            self.send_response(200 if found else 404)
+            self.end_headers()
+            self.wfile.write(payload if found else b"not found")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", payload
+    server.shutdown()
+
+
+def test_agent_installs_the_ecr_credential_provider(sandbox, live_server, binary_server):
+    base, payload = binary_server
+    arn = _secret("agent-ecr", json.dumps({"token": "t"}))
+    url = f"{base}/v1.34.0/linux/amd64/ecr-credential-provider-linux-amd64"
+    run = sandbox.run("agent", arn, ["127.0.0.1"], live_server, agent_k3s_config(), url)
+    assert run.returncode == 0, run.stderr
+    binary = "var/lib/rancher/credentialprovider/bin/ecr-credential-provider"
+    assert (sandbox.root / binary).read_bytes() == payload
+    assert sandbox.mode(binary) == 0o755
+
+
+def test_failed_credential_provider_download_stops_the_boot(sandbox, live_server, binary_server):
+    base, _ = binary_server
+    arn = _secret("agent-ecr-missing", json.dumps({"token": "t"}))
+    run = sandbox.run("agent", arn, ["127.0.0.1"], live_server, agent_k3s_config(), f"{base}/missing")
+    assert run.returncode != 0
+    assert f"cannot download the ECR credential provider from {base}/missing" in run.stderr
+    assert not sandbox.calls.exists()

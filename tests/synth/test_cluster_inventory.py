@@ -146,7 +146,16 @@ def test_node_roles_are_least_privilege(synth_results, stack):
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         assert "*" not in resources
     attachments = {r.inputs["policyArn"] for r in result.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
-    assert attachments == {"arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"}
+    (pull,) = result.of_type("aws:iam/policy:Policy")
+    pull_arn = f"arn:aws:iam::123456789012:policy/{pull.id}"
+    assert attachments == {"arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", pull_arn}
+    statements = json.loads(pull.inputs["policy"])["Statement"]
+    repos = {r.inputs["name"] for r in result.of_type("aws:ecr/repository:Repository")}
+    assert repos == {"hello"}
+    scoped = [s for s in statements if s["Resource"] != "*"]
+    assert {a for s in statements if s["Resource"] == "*" for a in [s["Action"]] if isinstance(a, str)} <= {
+        "ecr:GetAuthorizationToken"}
+    assert all(r.endswith(":repository/hello") for s in scoped for r in s["Resource"])
 
 
 def test_agents_get_their_own_secret_and_spot_share(synth_results):

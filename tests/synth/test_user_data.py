@@ -89,3 +89,14 @@ def test_servers_share_critical_k3s_settings(synth_dirs):
 def test_boot_script_is_the_committed_one(synth_dirs):
     doc = yaml.safe_load((synth_dirs["dev"] / "cloud-init" / "server-init.yaml").read_text())
     assert _embedded_scripts(yaml.safe_dump(doc)) == [(REPO / "components/k3s/boot.sh").read_text()]
+
+
+def test_nodes_can_pull_from_the_registry(synth_dirs):
+    for kind in ("server-init", "server", "agent"):
+        doc = yaml.safe_load((synth_dirs["prod"] / "cloud-init" / f"{kind}.yaml").read_text())
+        files = {f["path"]: f["content"] for f in doc["write_files"]}
+        config = yaml.safe_load(files["/etc/platform/k3s-config.yaml"])
+        assert set(userdata.ECR_KUBELET_ARGS) <= set(config["kubelet-arg"]), kind
+        provider = yaml.safe_load(files["/var/lib/rancher/credentialprovider/config.yaml"])
+        assert provider["providers"][0]["name"] == "ecr-credential-provider"
+        assert "ECR_CREDENTIAL_PROVIDER_URL=https://artifacts.k8s.io/" in files["/etc/platform/boot.env"]
