@@ -9,6 +9,7 @@ from components.cluster_access import ClusterAccess
 from components.k3s import traefik
 from components.k3s.cluster import K3sCluster, K3sClusterArgs
 from components.network import Network, NetworkArgs
+from components.platform import Platform, PlatformArgs, gitops_token
 from components.registry.component import Registry, RegistryArgs
 
 config: PlatformConfig = from_pulumi()
@@ -54,5 +55,13 @@ else:
     assert config.local is not None
     access = ExistingCluster(name, ExistingClusterArgs(config=config.local)).access
 
+platform = Platform(name, access, PlatformArgs(config=config, gitops_token=gitops_token()))
+
 pulumi.export("kubeconfig", access.kubeconfig)
 pulumi.export("ingressIp", access.ingress_ip)
+pulumi.export("urls", platform.urls)
+pulumi.export("argocdAdminPassword", platform.argocd_admin_password)
+pulumi.export("vaultRootToken", platform.vault_root_token)
+pulumi.export("vaultKeys", platform.vault_keys)
+if platform.rancher_bootstrap_password is not None:
+    pulumi.export("rancherBootstrapPassword", platform.rancher_bootstrap_password)

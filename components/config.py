@@ -24,10 +24,9 @@ from components.sections import (
     ENV_NAME_RE,
     INSTANCE_TYPE_RE,
     K3S_NETWORKS,
+    K8S_NAME_RE,
     Section,
 )
-
-_Section = Section
 
 NAMESPACE = "platform"
 
@@ -64,7 +63,7 @@ def instance_arch(instance_type: str) -> str | None:
     return "arm64" if "g" in match["attrs"] else "x86_64"
 
 
-class ExistingVpc(_Section):
+class ExistingVpc(Section):
     """Bring-your-own VPC: the platform creates no network resources."""
 
     vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8,17}$")
@@ -87,7 +86,7 @@ class ExistingVpc(_Section):
         return v
 
 
-class NetworkConfig(_Section):
+class NetworkConfig(Section):
     """`platform:network` — the VPC the cluster runs in."""
 
     vpc_cidr: str = "10.20.0.0/16"
@@ -111,7 +110,7 @@ class NetworkConfig(_Section):
         return [_cidr(c) for c in v]
 
 
-class AgentsConfig(_Section):
+class AgentsConfig(Section):
     """`platform:cluster.agents` — the agent Auto Scaling group."""
 
     min: int = Field(default=0, ge=0, le=100)
@@ -122,7 +121,7 @@ class AgentsConfig(_Section):
     """Share of agents above the on-demand base that run on Spot capacity."""
 
 
-class EtcdSnapshotConfig(_Section):
+class EtcdSnapshotConfig(Section):
     schedule: str = "0 */6 * * *"
     retention: int = Field(default=20, ge=1, le=500)
     retain_days: int = Field(default=30, ge=1, le=3650)
@@ -136,7 +135,7 @@ class EtcdSnapshotConfig(_Section):
         return v
 
 
-class ClusterConfig(_Section):
+class ClusterConfig(Section):
     """`platform:cluster` — the K3s cluster on EC2."""
 
     servers: int = 1
@@ -186,7 +185,7 @@ class ClusterConfig(_Section):
         return self.endpoint or ("eip" if self.servers == 1 else "nlb")
 
 
-class LocalConfig(_Section):
+class LocalConfig(Section):
     """`platform:local` — an existing cluster (k3d, kind) reached through a kubeconfig."""
 
     kubeconfig: str = Field(min_length=1)
@@ -204,7 +203,7 @@ class LocalConfig(_Section):
             raise ValueError(f"{v!r} is not an IP address") from None
 
 
-class DnsConfig(_Section):
+class DnsConfig(Section):
     """`platform:dns` — hostnames. Without a domain: `<name>.<ip>.sslip.io` on the ingress IP."""
 
     domain: str | None = None
@@ -218,7 +217,7 @@ class DnsConfig(_Section):
         return v
 
 
-class TlsConfig(_Section):
+class TlsConfig(Section):
     """`platform:tls` — certificates for the platform's hostnames."""
 
     lets_encrypt: bool = True
@@ -234,7 +233,7 @@ class TlsConfig(_Section):
         return v
 
 
-class GitOpsConfig(_Section):
+class GitOpsConfig(Section):
     """`platform:gitops` — where Argo CD finds the apps."""
 
     repo_url: str
@@ -256,7 +255,29 @@ class GitOpsConfig(_Section):
         return v.strip("/")
 
 
-class PlatformConfig(_Section):
+class ServicesConfig(Section):
+    """`platform:services`: Rancher on/off, the secrets server, and the app namespaces Vault knows."""
+
+    rancher: bool | None = None
+    """Default: on for AWS stacks, off on an existing (local) cluster."""
+    secrets_server: Literal["vault", "openbao"] = "vault"
+    """The chart behind the same Vault API: HashiCorp Vault (BUSL) or OpenBao (MPL)."""
+    app_namespaces: list[str] = Field(default_factory=list)
+    """Namespaces that get a Vault policy and role `apps-<ns>` for their own secrets."""
+
+    @field_validator("app_namespaces")
+    @classmethod
+    def _check_namespaces(cls, v: list[str]) -> list[str]:
+        bad = [ns for ns in v if not K8S_NAME_RE.match(ns)]
+        if bad:
+            raise ValueError(f"not Kubernetes namespace names: {bad}")
+        return v
+
+    def rancher_enabled(self, target: str) -> bool:
+        return self.rancher if self.rancher is not None else target == "aws"
+
+
+class PlatformConfig(Section):
     """The whole stack configuration (keys `platform:<field>` in the stack file)."""
 
     environment: str
@@ -271,6 +292,7 @@ class PlatformConfig(_Section):
     tls: TlsConfig = TlsConfig()
     gitops: GitOpsConfig
     registry: RegistryConfig = RegistryConfig()
+    services: ServicesConfig = ServicesConfig()
 
     @field_validator("environment")
     @classmethod

@@ -15,6 +15,8 @@ INSTANCE_TYPE_RE = re.compile(
 )
 AWS_REGION_RE = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 ENV_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+K8S_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+"""A Kubernetes namespace / DNS-1123 label."""
 K3S_NETWORKS = {"pod": "10.42.0.0/16", "service": "10.43.0.0/16"}
 """K3s defaults; a VPC that overlaps them makes node and pod routes collide."""
 

@@ -49,7 +49,7 @@ def dig(value: Any, *path: str | int) -> Any:
             if not isinstance(value, list) or not -len(value) <= step < len(value):
                 return None
             value = value[step]
-        elif isinstance(value, Mapping):
+        elif isinstance(value, dict | Mapping):
             value = value.get(step)
         else:
             return None
@@ -63,7 +63,7 @@ def as_list(value: Any) -> list[Any]:
 
 def as_dict(value: Any) -> Mapping[str, Any]:
     """A mapping property, or {} when it is absent, unknown or not a mapping."""
-    return value if isinstance(value, Mapping) else {}
+    return value if isinstance(value, dict | Mapping) else {}
 
 
 def as_int(value: Any) -> int | None:

@@ -136,6 +136,22 @@ def kubernetes_objects(result: SynthResult) -> list[tuple[Registration, dict]]:
     return objects
 
 
+def helm_releases(result: SynthResult) -> list[tuple[dict, dict]]:
+    """(`releases.json` entry, exact values) of every Helm release, sorted by name."""
+    found = []
+    for reg in result.of_type("kubernetes:helm.sh/v3:Release"):
+        spec = reg.inputs
+        entry = {
+            "name": spec.get("name", reg.name),
+            "namespace": spec.get("namespace", "default"),
+            "chart": spec.get("chart"),
+            "repo": (spec.get("repositoryOpts") or {}).get("repo"),
+            "version": spec.get("version"),
+        }
+        found.append((entry, spec.get("values") or {}))
+    return sorted(found, key=lambda pair: pair[0]["name"])
+
+
 def _dot(result: SynthResult) -> str:
     ids = {r.urn: f"n{i}" for i, r in enumerate(result.registrations)}
     lines = ["digraph resources {", "  rankdir=LR;", '  node [shape=box, fontsize=10];']
@@ -174,6 +190,11 @@ def write(result: SynthResult, out: Path) -> None:
         parts = [obj.get("kind", reg.type.rsplit(":", 1)[-1]), meta.get("namespace"), meta.get("name") or reg.name]
         filename = "-".join(p for p in parts if p).lower() + ".yaml"
         (out / "manifests" / filename).write_text(yaml.safe_dump(obj, sort_keys=True))
+    releases = helm_releases(result)
+    (out / "helm").mkdir()
+    (out / "helm" / "releases.json").write_text(_json([entry for entry, _ in releases]))
+    for entry, values in releases:
+        (out / "helm" / f"{entry['name']}.values.yaml").write_text(yaml.safe_dump(values, sort_keys=True))
     (out / "graph.dot").write_text(_dot(result))
     (out / "summary.txt").write_text(summary(result))
     dot = shutil.which("dot")

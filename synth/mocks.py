@@ -54,6 +54,19 @@ def redact(value: Any) -> Any:
     return _number(value)
 
 
+def reveal(value: Any) -> Any:
+    """The value with every secret unwrapped: for in-memory checks only, never written out."""
+    if isinstance(value, dict):
+        if value.get(_SIG) == _SECRET_SIG:
+            return reveal(value["value"])
+        if _SIG in value and "urn" in value:
+            return value["urn"]
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return _number(value)
+
+
 def _secret(value: Any) -> dict:
     return {_SIG: _SECRET_SIG, "value": value}
 
@@ -70,6 +83,9 @@ class Registration:
     depends_on: list[str]
     protect: bool
     inputs: dict
+    """Inputs with secrets replaced by "[secret]", as written to resources.json."""
+    plain_inputs: dict
+    """Inputs with secrets revealed, for tests that follow a value through the program."""
 
 
 @dataclass
@@ -298,6 +314,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         if request.type == "pulumi:pulumi:Stack":
             return response
         provider = request.provider.rsplit("::", 1)[0] if request.provider else None
+        sent = rpc.deserialize_properties(request.object)
         self.registrations.append(
             Registration(
                 urn=response.urn,
@@ -309,7 +326,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 provider=provider,
                 depends_on=sorted(set(request.dependencies)),
                 protect=request.protect,
-                inputs=redact(rpc.deserialize_properties(request.object)),
+                inputs=redact(sent),
+                plain_inputs=reveal(sent),
             )
         )
         secret_keys = set(request.additionalSecretOutputs)

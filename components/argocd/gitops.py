@@ -102,8 +102,10 @@ class PlatformFacts:
     def __post_init__(self) -> None:
         bad = [e for e in self.extras if not _EXTRA_NAME.match(e)]
         if bad:
-            raise ValueError(f"extras {bad}: names are folder names under extras/ made of a-z, 0-9 "
-                             "and '-', at most 56 characters (they become the label enable_<name>)")
+            raise ValueError(
+                f"extras {bad}: names are folder names under extras/ made of a-z, 0-9 "
+                "and '-', at most 56 characters (they become the label enable_<name>)"
+            )
         if len(set(self.extras)) != len(self.extras):
             raise ValueError(f"extras {list(self.extras)} lists a name twice")
 
@@ -169,8 +171,11 @@ def _environment_patches(app: str) -> list[dict[str, Any]]:
             "patch": _json_patch(
                 ("replace", "/spec/rules/0/host", host),
                 ("replace", "/spec/tls/0/hosts/0", host),
-                ("replace", "/metadata/annotations/cert-manager.io~1cluster-issuer",
-                 _fact("cluster_issuer")),
+                (
+                    "replace",
+                    "/metadata/annotations/cert-manager.io~1cluster-issuer",
+                    _fact("cluster_issuer"),
+                ),
             ),
         },
         {
@@ -233,7 +238,9 @@ def _application_template(
     }
 
 
-def _application_set(name: str, generator: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+def _application_set(
+    name: str, generator: dict[str, Any], template: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "ApplicationSet",
@@ -248,8 +255,13 @@ def _application_set(name: str, generator: dict[str, Any], template: dict[str, A
 
 
 def _git(facts: PlatformFacts, pattern: str) -> dict[str, Any]:
-    return {"git": {"repoURL": facts.repo_url, "revision": facts.revision,
-                    "directories": [{"path": pattern}]}}
+    return {
+        "git": {
+            "repoURL": facts.repo_url,
+            "revision": facts.revision,
+            "directories": [{"path": pattern}],
+        }
+    }
 
 
 def apps_pattern(facts: PlatformFacts) -> str:
@@ -278,10 +290,16 @@ def extras_application_set(facts: PlatformFacts) -> dict[str, Any]:
     """Platform extras: extras/<extra> becomes the Application extra-<extra> (in kube-system) when
     the cluster Secret carries the label enable_<extra>: "true"."""
     # The clusters generator comes second so its selector can be templated from the folder name.
-    clusters = {"clusters": {"selector": {"matchLabels": {
-        ENVIRONMENT_LABEL: facts.environment,
-        extra_label("{{.path.basename}}"): "true",
-    }}}}
+    clusters = {
+        "clusters": {
+            "selector": {
+                "matchLabels": {
+                    ENVIRONMENT_LABEL: facts.environment,
+                    extra_label("{{.path.basename}}"): "true",
+                }
+            }
+        }
+    }
     git = _git(facts, f"{facts.path}/{EXTRAS_DIR}/*")
     template = _application_template(
         facts,
@@ -342,8 +360,12 @@ def extras_project(facts: PlatformFacts) -> dict[str, Any]:
 
 def root_objects(facts: PlatformFacts) -> list[dict[str, Any]]:
     """Every Argo CD object Pulumi creates besides the Secrets, in creation order."""
-    return [app_project(facts), extras_project(facts), root_application_set(facts),
-            extras_application_set(facts)]
+    return [
+        app_project(facts),
+        extras_project(facts),
+        root_application_set(facts),
+        extras_application_set(facts),
+    ]
 
 
 # -- what the ApplicationSet controller would generate -------------------------------------------
@@ -437,8 +459,9 @@ def _directories(checkout: Path) -> list[str]:
     return sorted(found)
 
 
-def _generate(generator: Mapping[str, Any], cluster: Mapping[str, Mapping[str, str]],
-              checkout: Path) -> list[dict[str, Any]]:
+def _generate(
+    generator: Mapping[str, Any], cluster: Mapping[str, Mapping[str, str]], checkout: Path
+) -> list[dict[str, Any]]:
     match generator:
         case {"matrix": {"generators": [first, second]}}:
             return [
@@ -450,9 +473,16 @@ def _generate(generator: Mapping[str, Any], cluster: Mapping[str, Mapping[str, s
             labels = cluster["labels"]
             if any(labels.get(k) != v for k, v in wanted.items()):
                 return []
-            return [{"name": IN_CLUSTER_NAME, "server": IN_CLUSTER_SERVER,
-                     "metadata": {"labels": dict(labels),
-                                  "annotations": dict(cluster["annotations"])}}]
+            return [
+                {
+                    "name": IN_CLUSTER_NAME,
+                    "server": IN_CLUSTER_SERVER,
+                    "metadata": {
+                        "labels": dict(labels),
+                        "annotations": dict(cluster["annotations"]),
+                    },
+                }
+            ]
         case {"git": {"directories": items}}:
             include = [i["path"] for i in items if not i.get("exclude")]
             exclude = [i["path"] for i in items if i.get("exclude")]
@@ -476,14 +506,23 @@ def expand_application_sets(
     for appset in application_sets:
         spec = appset["spec"]
         if spec.get("goTemplate") is not True:
-            raise TemplateError(f"ApplicationSet {appset['metadata']['name']}: only goTemplate is emulated")
+            raise TemplateError(
+                f"ApplicationSet {appset['metadata']['name']}: only goTemplate is emulated"
+            )
         for generator in spec["generators"]:
             for params in _generate(generator, cluster, Path(checkout)):
                 rendered = render(spec["template"], params)
                 metadata = {**rendered["metadata"], "namespace": appset["metadata"]["namespace"]}
-                apps.append(DiscoveredApp({"apiVersion": "argoproj.io/v1alpha1",
-                                           "kind": "Application",
-                                           "metadata": metadata, "spec": rendered["spec"]}))
+                apps.append(
+                    DiscoveredApp(
+                        {
+                            "apiVersion": "argoproj.io/v1alpha1",
+                            "kind": "Application",
+                            "metadata": metadata,
+                            "spec": rendered["spec"],
+                        }
+                    )
+                )
     names = [a.name for a in apps]
     if len(set(names)) != len(names):
         raise LayoutError(f"two generated Applications share a name: {sorted(names)}")
@@ -498,17 +537,25 @@ def expand(facts: PlatformFacts, repo_checkout_dir: str | os.PathLike[str]) -> l
     """
     checkout = Path(repo_checkout_dir)
     if not (checkout / facts.path / APPS_DIR).is_dir():
-        raise LayoutError(f"{facts.path}/{APPS_DIR} does not exist in {checkout}: "
-                          f"platform:gitops.path {facts.path!r} points at no argocd-apps folder")
+        raise LayoutError(
+            f"{facts.path}/{APPS_DIR} does not exist in {checkout}: "
+            f"platform:gitops.path {facts.path!r} points at no argocd-apps folder"
+        )
     apps = expand_application_sets(
         [root_application_set(facts), extras_application_set(facts)],
         cluster_secret_metadata(facts),
         checkout,
     )
-    found = {a.name.removeprefix(EXTRA_APP_PREFIX) for a in apps if a.name.startswith(EXTRA_APP_PREFIX)}
+    found = {
+        PurePosixPath(a.path).name
+        for a in apps
+        if a.application["spec"]["project"] == EXTRAS_PROJECT
+    }
     missing = [e for e in facts.extras if e not in found]
     if missing:
-        raise LayoutError(f"extras {missing} are enabled but {facts.path}/{EXTRAS_DIR}/ has no such folder")
+        raise LayoutError(
+            f"extras {missing} are enabled but {facts.path}/{EXTRAS_DIR}/ has no such folder"
+        )
     return apps
 
 

@@ -12,7 +12,11 @@ import pulumi_aws as aws
 from components.registry.config import RegistryConfig
 from components.registry.lifecycle import lifecycle_policy_json
 
-PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+PULL_ACTIONS = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
+)
 """What a node needs to pull an image it is authorised for."""
 # Registry login cannot be scoped: GetAuthorizationToken is an account-level action whose only
 # resource is "*". The token alone reads nothing; the actions above decide which images.
@@ -33,7 +37,12 @@ def pull_policy_json(repository_arns: Sequence[str]) -> str:
                     "Action": list(PULL_ACTIONS),
                     "Resource": sorted(repository_arns),
                 },
-                {"Sid": "RegistryLogin", "Effect": "Allow", "Action": LOGIN_ACTION, "Resource": "*"},
+                {
+                    "Sid": "RegistryLogin",
+                    "Effect": "Allow",
+                    "Action": LOGIN_ACTION,
+                    "Resource": "*",
+                },
             ],
         },
         sort_keys=True,
@@ -66,7 +75,9 @@ class Registry(pulumi.ComponentResource):
     """Managed policy holding `pull_policy_document`, for the node roles
     (`K3sClusterArgs.extra_node_policy_arns`)."""
 
-    def __init__(self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         if not args.config.active:
             raise ValueError(
                 "platform:registry: the registry needs enabled: true and at least one entry in "
@@ -85,9 +96,10 @@ class Registry(pulumi.ComponentResource):
                 # runs, and "deployed" is recorded by adding a new tag per deployment.
                 image_tag_mutability="IMMUTABLE",
                 image_scanning_configuration={"scan_on_push": True},
-                # ECR-managed AES-256: encrypted at rest without a KMS key policy to keep in step
-                # with the node roles, and without KMS request quotas or charges on every pull.
-                # The type is fixed at creation; a CMK would mean replacing the repository.
+                # ECR-managed AES-256: encrypted at rest with no key or key policy to manage and no
+                # KMS request (quota, charge) per layer pushed or pulled. Images hold no secrets
+                # (they come from Vault at run time). The type is fixed at creation: moving to a
+                # customer key later means replacing the repository.
                 encryption_configurations=[{"encryption_type": "AES256"}],
                 # Deleting the stack must not silently delete images that environments still run.
                 force_delete=False,

@@ -9,7 +9,7 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from components.sections import ENV_NAME_RE, Section as _Section
+from components.sections import ENV_NAME_RE, Section
 
 # ECR's repository-name grammar (CreateRepository API): lower-case components joined by
 # single `.`, `_` or `-`, optionally namespaced with `/`, 2 to 256 characters.
@@ -39,7 +39,7 @@ def _overlaps_reserved(prefix: str) -> bool:
     return clashes_prefix or re.match(r"^v(\d|$)", prefix) is not None
 
 
-class RegistryConfig(_Section):
+class RegistryConfig(Section):
     """`platform:registry` — one private ECR repository per app, with the retention policy."""
 
     enabled: bool = True

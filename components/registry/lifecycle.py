@@ -49,7 +49,12 @@ TAG_STATUSES = ("tagged", "untagged", "any")
 COUNT_TYPES = ("imageCountMoreThan", "sinceImagePushed")
 _RULE_KEYS = {"rulePriority", "description", "selection", "action"}
 _SELECTION_KEYS = {
-    "tagStatus", "tagPrefixList", "tagPatternList", "countType", "countUnit", "countNumber"
+    "tagStatus",
+    "tagPrefixList",
+    "tagPatternList",
+    "countType",
+    "countUnit",
+    "countNumber",
 }
 _TAG_LISTS = ("tagPrefixList", "tagPatternList")
 
@@ -155,7 +160,7 @@ def lifecycle_policy_json(cfg: RegistryConfig) -> str:
 class PolicyError(ValueError):
     """A lifecycle policy that ECR would refuse; `problems` lists every reason found."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("invalid ECR lifecycle policy:\n" + "\n".join(f"  {p}" for p in problems))
 
@@ -176,9 +181,14 @@ def _is_int(value: object) -> bool:
 def _selection_problems(sel: object) -> list[str]:
     if not isinstance(sel, dict):
         return ["selection must be an object"]
-    problems = [f"selection.{k} is required" for k in ("tagStatus", "countType", "countNumber")
-                if k not in sel]
-    problems += [f"selection.{k} is not a supported key" for k in sorted(set(sel) - _SELECTION_KEYS)]
+    problems = [
+        f"selection.{k} is required"
+        for k in ("tagStatus", "countType", "countNumber")
+        if k not in sel
+    ]
+    problems += [
+        f"selection.{k} is not a supported key" for k in sorted(set(sel) - _SELECTION_KEYS)
+    ]
     status, lists = sel.get("tagStatus"), [k for k in _TAG_LISTS if k in sel]
     if "tagStatus" in sel and status not in TAG_STATUSES:
         problems.append(f"selection.tagStatus {status!r} is not one of {list(TAG_STATUSES)}")
@@ -188,13 +198,18 @@ def _selection_problems(sel: object) -> list[str]:
         problems.append(f"tagStatus {status} must not have {' or '.join(lists)}")
     for key in lists:
         values = sel[key]
-        if not isinstance(values, list) or not values or not all(
-            isinstance(v, str) and v for v in values
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, str) and v for v in values)
         ):
             problems.append(f"selection.{key} must be a non-empty list of non-empty strings")
         elif key == "tagPatternList":
-            problems += [f"tagPatternList entry {v!r} has more than {MAX_WILDCARDS} wildcards"
-                         for v in values if v.count("*") > MAX_WILDCARDS]
+            problems += [
+                f"tagPatternList entry {v!r} has more than {MAX_WILDCARDS} wildcards"
+                for v in values
+                if v.count("*") > MAX_WILDCARDS
+            ]
     count_type = sel.get("countType")
     if "countType" in sel and count_type not in COUNT_TYPES:
         problems.append(f"selection.countType {count_type!r} is not one of {list(COUNT_TYPES)}")
@@ -210,7 +225,9 @@ def _selection_problems(sel: object) -> list[str]:
 def _rule_problems(rule: object) -> list[str]:
     if not isinstance(rule, dict):
         return ["must be an object"]
-    problems = [f"{k} is required" for k in ("rulePriority", "selection", "action") if k not in rule]
+    problems = [
+        f"{k} is required" for k in ("rulePriority", "selection", "action") if k not in rule
+    ]
     problems += [f"{k} is not a supported key" for k in sorted(set(rule) - _RULE_KEYS)]
     if "rulePriority" in rule and not (_is_int(rule["rulePriority"]) and rule["rulePriority"] >= 1):
         problems.append(f"rulePriority {rule['rulePriority']!r} is not a positive integer")
@@ -225,12 +242,16 @@ def _policy_problems(rules: list[dict[str, Any]]) -> list[str]:
     """Constraints between rules; every rule is individually valid here."""
     problems = []
     priorities = [r["rulePriority"] for r in rules]
-    problems += [f"rulePriority {p} is used by more than one rule"
-                 for p in sorted({p for p in priorities if priorities.count(p) > 1})]
-    problems += [f"the tagStatus any rule (rulePriority {r['rulePriority']}) must have the highest "
-                 f"rulePriority ({max(priorities)})"
-                 for r in rules
-                 if r["selection"]["tagStatus"] == "any" and r["rulePriority"] != max(priorities)]
+    problems += [
+        f"rulePriority {p} is used by more than one rule"
+        for p in sorted({p for p in priorities if priorities.count(p) > 1})
+    ]
+    problems += [
+        f"the tagStatus any rule (rulePriority {r['rulePriority']}) must have the highest "
+        f"rulePriority ({max(priorities)})"
+        for r in rules
+        if r["selection"]["tagStatus"] == "any" and r["rulePriority"] != max(priorities)
+    ]
     untagged = [r["rulePriority"] for r in rules if r["selection"]["tagStatus"] == "untagged"]
     if len(untagged) > 1:
         problems.append(f"only one rule may select untagged images (rulePriority {untagged})")
@@ -238,10 +259,13 @@ def _policy_problems(rules: list[dict[str, Any]]) -> list[str]:
     for rule in rules:
         for key in _TAG_LISTS:
             if key in rule["selection"]:
-                seen = filters.setdefault((key, frozenset(rule["selection"][key])), rule["rulePriority"])
+                entries = frozenset(rule["selection"][key])
+                seen = filters.setdefault((key, entries), rule["rulePriority"])
                 if seen != rule["rulePriority"]:
-                    problems.append(f"rulePriority {seen} and {rule['rulePriority']} have the same "
-                                    f"{key}; each rule needs its own set of tags")
+                    problems.append(
+                        f"rulePriority {seen} and {rule['rulePriority']} have the same "
+                        f"{key}; each rule needs its own set of tags"
+                    )
     return problems
 
 
@@ -262,10 +286,11 @@ def validate_policy(policy: str | Mapping[str, Any]) -> list[dict[str, Any]]:
     rules = document.get("rules") if isinstance(document, Mapping) else None
     if not isinstance(rules, list):
         raise PolicyError([*problems, "rules is required and must be a list"])
-    for i, rule in enumerate(rules):
-        problems += [f"rules[{i}]: {p}" for p in _rule_problems(rule)]
-    if not problems:
-        problems = _policy_problems(rules)
+    rule_problems = [
+        f"rules[{i}]: {p}" for i, rule in enumerate(rules) for p in _rule_problems(rule)
+    ]
+    # Constraints between rules can only be checked once each rule has the right shape.
+    problems += rule_problems or _policy_problems(rules)
     if problems:
         raise PolicyError(problems)
     return sorted(rules, key=lambda r: r["rulePriority"])

@@ -81,10 +81,6 @@ class WaitTimeout(BootstrapError, TimeoutError):
     """A bounded wait ran out; the message names what was awaited and the last state seen."""
 
 
-# --------------------------------------------------------------------------------------------------
-# Spec
-
-
 @dataclass(frozen=True)
 class KvMount:
     """A KV version 2 secrets engine at `path`."""
@@ -283,10 +279,6 @@ def _spec_problems(spec: BootstrapSpec) -> list[str]:
     return problems
 
 
-# --------------------------------------------------------------------------------------------------
-# Result
-
-
 @dataclass(frozen=True)
 class BootstrapResult:
     """The credentials of the server and what a run did. repr/str never show the secrets."""
@@ -319,9 +311,8 @@ class BootstrapResult:
     def to_outputs(self) -> dict[str, Any]:
         """Plain form (Pulumi outputs): public fields plus `secrets()`."""
         public = {name: getattr(self, name) for name in self.PUBLIC_OUTPUTS}
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in public.items()} | (
-            self.secrets()
-        )
+        public = {k: list(v) if isinstance(v, tuple) else v for k, v in public.items()}
+        return public | self.secrets()
 
     @classmethod
     def from_outputs(cls, outputs: Mapping[str, Any]) -> BootstrapResult:
@@ -340,10 +331,6 @@ class BootstrapResult:
 def key_kind(spec: BootstrapSpec) -> KeyKind:
     """Auto-unseal servers hand out recovery keys; shamir servers unseal keys."""
     return "recovery" if spec.seal == "auto" else "unseal"
-
-
-# --------------------------------------------------------------------------------------------------
-# Waiting
 
 
 def _describe(exc: BaseException) -> str:
@@ -378,9 +365,9 @@ def wait_until(
                 progress(f"{what}: done after {now - start:.0f}s")
             return
         if now - start >= timeout:
-            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what} (last: {state})")
+            raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what} (last: {state})")
         if now >= next_report:
-            progress(f"still waiting for {what} ({now - start:.0f}s of {timeout:.0f}s): {state}")
+            progress(f"still waiting for {what} ({now - start:.0f}s of {timeout:g}s): {state}")
             next_report = now + report_every
         time.sleep(interval)
 
@@ -412,7 +399,7 @@ def wait_for_api(
     """Wait until a Vault server answers `sys/health` at the client's URL (any state)."""
     wait_until(
         f"the Vault API at {client.url} to answer",
-        lambda: (True, str(read_health(client)["initialized"])),
+        lambda: (bool(read_health(client)), "answered"),
         timeout=timeout,
         progress=progress,
         report_every=report_every,
@@ -439,10 +426,6 @@ def wait_until_active(client: hvac.Client, *, timeout: float, progress: Progress
         timeout=timeout,
         progress=progress,
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# Initialise and unseal
 
 
 def init_parameters(spec: BootstrapSpec) -> dict[str, int]:
@@ -513,10 +496,6 @@ def _verify_token(client: hvac.Client, source: str) -> None:
             "or revoked. Supply the current root token (`bao operator generate-root` or "
             "`vault operator generate-root` makes a new one with the unseal/recovery keys)."
         ) from None
-
-
-# --------------------------------------------------------------------------------------------------
-# Configuration steps
 
 
 @dataclass(frozen=True)
@@ -700,10 +679,6 @@ def configuration_steps(spec: BootstrapSpec, previous: BootstrapResult | None = 
     return steps
 
 
-# --------------------------------------------------------------------------------------------------
-# Bootstrap
-
-
 def _log_progress(message: str) -> None:
     _LOG.info("%s", message)
 
@@ -816,10 +791,6 @@ def bootstrap(
             spec.kubernetes.token_reviewer_jwt if spec.kubernetes else None
         ),
     )
-
-
-# --------------------------------------------------------------------------------------------------
-# The platform's standard spec
 
 
 def app_policy_name(namespace: str) -> str:

@@ -102,13 +102,46 @@ def selector_matches(selector: Any, labels: Mapping[str, Any]) -> bool:
     return True
 
 
-def _services_by_namespace(inv: Inventory) -> dict[str, list[tuple[Item, Mapping[str, Any]]]]:
-    index: dict[str, list[tuple[Item, Mapping[str, Any]]]] = {}
+class SelectorIndex:
+    """Selectors by namespace and one label pair they require.
+
+    A pod can only be selected by a selector whose pair it carries, so matching every workload
+    against every Service or PodDisruptionBudget stays linear in the number of objects.
+    """
+
+    def __init__(self) -> None:
+        self._by_pair: dict[tuple[str, str, str], list[tuple[int, Item, Any]]] = {}
+        self._unkeyed: dict[str, list[tuple[int, Item, Any]]] = {}
+        self._count = 0
+
+    def add(self, item: Item, required: Mapping[str, Any], selector: Any) -> None:
+        entry = (self._count, item, selector)
+        self._count += 1
+        pairs = sorted(
+            (key, value) for key, value in required.items()
+            if isinstance(key, str) and isinstance(value, str)
+        )
+        if pairs:
+            self._by_pair.setdefault((item.namespace, *pairs[0]), []).append(entry)
+        else:
+            self._unkeyed.setdefault(item.namespace, []).append(entry)
+
+    def candidates(self, namespace: str, labels: Mapping[str, Any]) -> list[tuple[Item, Any]]:
+        """(item, selector) that may select `labels`, in the order they were added."""
+        found = list(self._unkeyed.get(namespace, ()))
+        for key, value in labels.items():
+            if isinstance(key, str) and isinstance(value, str):
+                found += self._by_pair.get((namespace, key, value), ())
+        return [(item, selector) for _, item, selector in sorted(found, key=lambda e: e[0])]
+
+
+def _service_index(inv: Inventory) -> SelectorIndex:
+    index = SelectorIndex()
     for service in inv.of("Service"):
         selector = as_dict(dig(service.props, "spec", "selector"))
         # A Service without a selector routes to hand-managed endpoints, not to pods.
         if selector and dig(service.props, "spec", "type") != "ExternalName":
-            index.setdefault(service.namespace, []).append((service, selector))
+            index.add(service, selector, selector)
     return index
 
 
@@ -117,10 +150,11 @@ def serving_services(inv: Inventory, item: Item) -> list[Item]:
     labels = pod_labels(item)
     if not labels:
         return []
-    services = inv.memo("services-by-namespace", _services_by_namespace)
     return [
         service
-        for service, selector in services.get(item.namespace, ())
+        for service, selector in inv.memo("services", _service_index).candidates(
+            item.namespace, labels
+        )
         if all(labels.get(key) == value for key, value in selector.items())
     ]
 
@@ -248,11 +282,14 @@ def check_spread(inv: Inventory, p: SpreadParams, _: StackInfo) -> Iterator[Viol
 # --- readiness-probe-if-serviced, graceful-shutdown ----------------------------------------------
 
 
-def _served(inv: Inventory) -> Iterator[tuple[Item, list[Item]]]:
-    for item in inv.of(*SERVED_KINDS):
-        services = serving_services(inv, item)
-        if services:
-            yield item, services
+def _served(inv: Inventory) -> list[tuple[Item, list[Item]]]:
+    """Workloads a Service routes to, with those Services (shared by two rules)."""
+
+    def build(inv: Inventory) -> list[tuple[Item, list[Item]]]:
+        pairs = [(item, serving_services(inv, item)) for item in inv.of(*SERVED_KINDS)]
+        return [(item, services) for item, services in pairs if services]
+
+    return inv.memo("served", build)
 
 
 def _names(items: list[Item]) -> str:
@@ -571,10 +608,11 @@ def check_dns(inv: Inventory, p: DnsParams, _: StackInfo) -> Iterator[Violation]
 # --- pdb-for-multi-replica -----------------------------------------------------------------------
 
 
-def _pdbs_by_namespace(inv: Inventory) -> dict[str, list[Item]]:
-    index: dict[str, list[Item]] = {}
+def _pdb_index(inv: Inventory) -> SelectorIndex:
+    index = SelectorIndex()
     for pdb in inv.of("PodDisruptionBudget"):
-        index.setdefault(pdb.namespace, []).append(pdb)
+        selector = dig(pdb.props, "spec", "selector")
+        index.add(pdb, as_dict(dig(selector, "matchLabels")), selector)
     return index
 
 
@@ -591,15 +629,15 @@ def _blocks_every_eviction(pdb: Item, replicas: int | None) -> bool:
 
 
 def check_pdb(inv: Inventory, _: Params, __: StackInfo) -> Iterator[Violation]:
-    pdbs = inv.memo("pdbs-by-namespace", _pdbs_by_namespace)
+    pdbs = inv.memo("pdbs", _pdb_index)
     for item in inv.of(*REPLICATED_KINDS):
         fewest, most, _ = replica_range(inv, item)
         if most is None or most < 2:
             continue
         labels = pod_labels(item)
         matching = [
-            pdb for pdb in pdbs.get(item.namespace, ())
-            if selector_matches(dig(pdb.props, "spec", "selector"), labels)
+            pdb for pdb, selector in pdbs.candidates(item.namespace, labels)
+            if selector_matches(selector, labels)
         ]
         if not matching:
             yield Violation(

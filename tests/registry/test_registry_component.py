@@ -101,10 +101,14 @@ def test_pull_policy_covers_exactly_these_repositories(mocks: RecordingMocks) ->
     assert outputs["urls"]["shop/web"] == f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/shop/web"
 
 
-@pytest.mark.parametrize("cfg", [
-    RegistryConfig(enabled=False, apps=["web"], environments=["dev"]),
-    RegistryConfig(),
-], ids=["disabled", "no-apps"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        RegistryConfig(enabled=False, apps=["web"], environments=["dev"]),
+        RegistryConfig(),
+    ],
+    ids=["disabled", "no-apps"],
+)
 def test_inactive_config_is_refused(mocks: RecordingMocks, cfg: RegistryConfig) -> None:
     with pytest.raises(ValueError, match="platform:registry"):
         Registry("apps", RegistryArgs(config=cfg))

@@ -8,7 +8,7 @@ changes a verdict, so the fixtures would catch it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from components.registry.lifecycle import (
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
-NOW = datetime(2026, 11, 25, 12, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 Policy = dict[str, Any]
 
 
@@ -38,12 +38,17 @@ def _load(name: str) -> tuple[RegistryConfig, datetime, list[Image], dict[str, s
         Image(i["digest"], now - timedelta(days=i["pushedDaysAgo"]), tuple(i["tags"]))
         for i in data["images"]
     ]
-    return (RegistryConfig.model_validate(data["config"]), now, images,
-            {i["digest"]: i["expect"] for i in data["images"]})
+    return (
+        RegistryConfig.model_validate(data["config"]),
+        now,
+        images,
+        {i["digest"]: i["expect"] for i in data["images"]},
+    )
 
 
 def _verdicts(policy: str | Policy, now: datetime, images: list[Image]) -> dict[str, str]:
-    return {d: "keep" if rule is None else "expire" for d, rule in evaluate(policy, images, now).items()}
+    verdicts = evaluate(policy, images, now)
+    return {d: "keep" if rule is None else "expire" for d, rule in verdicts.items()}
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in FIXTURES.glob("*.yaml")))
@@ -55,8 +60,12 @@ def test_generated_policy_gives_each_image_its_verdict(name: str) -> None:
 def test_rules_follow_the_convention_order() -> None:
     cfg = RegistryConfig(apps=["web"], environments=["dev", "prod"], kept_tag_prefixes=["base-"])
     assert [r.tag_class for r in class_rules(cfg)] == [
-        TagClass.DEPLOYED, TagClass.DEPLOYED, TagClass.NAMED, TagClass.RELEASE,
-        TagClass.PULL_REQUEST, TagClass.OTHER,
+        TagClass.DEPLOYED,
+        TagClass.DEPLOYED,
+        TagClass.NAMED,
+        TagClass.RELEASE,
+        TagClass.PULL_REQUEST,
+        TagClass.OTHER,
     ]
     priorities = [r["rulePriority"] for r in lifecycle_policy(cfg)["rules"]]
     assert priorities == list(range(1, len(priorities) + 1))
@@ -64,10 +73,13 @@ def test_rules_follow_the_convention_order() -> None:
 
 # --- ECR's documented examples ("Examples of lifecycle policies", Amazon ECR user guide) -------
 
+
 def _rule(priority: int, prefixes: list[str], **count: Any) -> Policy:
-    return {"rulePriority": priority,
-            "selection": {"tagStatus": "tagged", "tagPrefixList": prefixes, **count},
-            "action": {"type": "expire"}}
+    return {
+        "rulePriority": priority,
+        "selection": {"tagStatus": "tagged", "tagPrefixList": prefixes, **count},
+        "action": {"type": "expire"},
+    }
 
 
 def _images(*spec: tuple[str, list[str], int]) -> list[Image]:
@@ -75,25 +87,45 @@ def _images(*spec: tuple[str, list[str], int]) -> list[Image]:
 
 
 ONE = {"countType": "imageCountMoreThan", "countNumber": 1}
-MULTI_RULE_REPO = _images(("A", ["beta-1", "prod-1"], 10), ("B", ["beta-2", "prod-2"], 9),
-                          ("C", ["beta-3"], 8))
+MULTI_RULE_REPO = _images(
+    ("A", ["beta-1", "prod-1"], 10), ("B", ["beta-2", "prod-2"], 9), ("C", ["beta-3"], 8)
+)
 AWS_EXAMPLES = {
     # Rule 2 would expire A and B, but B matches rule 1's filter, so only A goes.
-    "multiple-rules-a": ([_rule(1, ["prod"], **ONE), _rule(2, ["beta"], **ONE)],
-                         MULTI_RULE_REPO, {"A"}),
-    "multiple-rules-b": ([_rule(1, ["beta"], **ONE), _rule(2, ["prod"], **ONE)],
-                         MULTI_RULE_REPO, {"A", "B"}),
+    "multiple-rules-a": (
+        [_rule(1, ["prod"], **ONE), _rule(2, ["beta"], **ONE)],
+        MULTI_RULE_REPO,
+        {"A"},
+    ),
+    "multiple-rules-b": (
+        [_rule(1, ["beta"], **ONE), _rule(2, ["prod"], **ONE)],
+        MULTI_RULE_REPO,
+        {"A", "B"},
+    ),
     # Several prefixes in one rule select only images that carry all of them.
     "multiple-tags-a": (
-        [_rule(1, ["alpha", "beta"], countType="sinceImagePushed", countUnit="days", countNumber=5)],
-        _images(("A", ["alpha-1"], 12), ("B", ["beta-1"], 11), ("C", ["alpha-2", "beta-2"], 10),
-                ("D", ["alpha-3"], 4), ("E", ["beta-3"], 3), ("F", ["alpha-4", "beta-4"], 2)),
+        [
+            _rule(
+                1, ["alpha", "beta"], countType="sinceImagePushed", countUnit="days", countNumber=5
+            )
+        ],
+        _images(
+            ("A", ["alpha-1"], 12),
+            ("B", ["beta-1"], 11),
+            ("C", ["alpha-2", "beta-2"], 10),
+            ("D", ["alpha-3"], 4),
+            ("E", ["beta-3"], 3),
+            ("F", ["alpha-4", "beta-4"], 2),
+        ),
         {"C"},
     ),
     "multiple-tags-b": (
         [_rule(1, ["alpha", "beta"], **ONE)],
-        _images(("A", ["alpha-1", "beta-1", "gamma-1"], 10), ("B", ["alpha-2", "beta-2"], 9),
-                ("C", ["alpha-3", "beta-3", "gamma-2"], 8)),
+        _images(
+            ("A", ["alpha-1", "beta-1", "gamma-1"], 10),
+            ("B", ["alpha-2", "beta-2"], 9),
+            ("C", ["alpha-3", "beta-3", "gamma-2"], 8),
+        ),
         {"A", "B"},
     ),
 }
@@ -107,8 +139,10 @@ def test_evaluator_reproduces_the_documented_examples(example: str) -> None:
 
 
 def test_every_image_is_expired_by_at_most_the_first_rule_over_its_limit() -> None:
-    rules = [_rule(1, ["a"], countType="sinceImagePushed", countUnit="days", countNumber=1),
-             _rule(2, ["b"], countType="sinceImagePushed", countUnit="days", countNumber=1)]
+    rules = [
+        _rule(1, ["a"], countType="sinceImagePushed", countUnit="days", countNumber=1),
+        _rule(2, ["b"], countType="sinceImagePushed", countUnit="days", countNumber=1),
+    ]
     assert evaluate({"rules": rules}, _images(("X", ["a-1", "b-1"], 5)), NOW) == {"X": 1}
 
 
@@ -119,6 +153,7 @@ def test_images_need_distinct_digests() -> None:
 
 
 # --- mutations: each breaks one rule and must change a fixture verdict ------------------------
+
 
 def _selecting(policy: Policy, entry: str) -> Policy:
     """The rule whose tag filter lists `entry` (`any` for the catch-all rule)."""
@@ -134,6 +169,7 @@ def _swap(a: str, b: str) -> Callable[[Policy], None]:
     def mutate(policy: Policy) -> None:
         ra, rb = _selecting(policy, a), _selecting(policy, b)
         ra["rulePriority"], rb["rulePriority"] = rb["rulePriority"], ra["rulePriority"]
+
     return mutate
 
 
@@ -142,6 +178,7 @@ def _retype(entry: str, typo: str) -> Callable[[Policy], None]:
         sel = _selecting(policy, entry)["selection"]
         key = "tagPrefixList" if "tagPrefixList" in sel else "tagPatternList"
         sel[key] = [typo if v == entry else v for v in sel[key]]
+
     return mutate
 
 
@@ -153,6 +190,7 @@ def _count_type(entry: str, count_type: str) -> Callable[[Policy], None]:
             sel["countUnit"] = "days"
         else:
             del sel["countUnit"]
+
     return mutate
 
 

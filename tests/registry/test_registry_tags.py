@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -17,8 +17,9 @@ from components.registry.tags import (
     parse_image_reference,
 )
 
-CFG = RegistryConfig(apps=["shop/web"], environments=["dev", "prod", "prod-eu"],
-                     kept_tag_prefixes=["base-"])
+CFG = RegistryConfig(
+    apps=["shop/web"], environments=["dev", "prod", "prod-eu"], kept_tag_prefixes=["base-"]
+)
 ECR = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/shop/web"
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
@@ -45,7 +46,7 @@ def test_classify(tag: str) -> None:
 @pytest.mark.parametrize("tag", sorted(TAGS))
 def test_kept_classes_are_what_the_policy_keeps(tag: str) -> None:
     # A lone image far older than every age limit survives only if its class is a kept one.
-    now = datetime(2026, 11, 25, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 25, tzinfo=UTC)
     image = Image("sha256:1", now - timedelta(days=3000), (tag,))
     kept = evaluate(lifecycle_policy(CFG), [image], now)["sha256:1"] is None
     assert kept == (classify(tag, CFG) in KEPT_CLASSES)
@@ -71,15 +72,19 @@ def test_is_kept_reference(ref: str) -> None:
     assert is_kept_reference(ref, CFG) is REFERENCES[ref]
 
 
-@pytest.mark.parametrize(("tag", "environment", "kept"), [
-    ("deployed-prod-1", "prod", True),
-    ("deployed-prod-eu-1", "prod-eu", True),
-    ("deployed-prod-eu-1", "prod", False),
-    ("deployed-dev-1", "prod", False),
-    ("v1.4.2", "prod", True),
-])
-def test_deployed_tags_only_count_for_their_environment(tag: str, environment: str,
-                                                        kept: bool) -> None:
+@pytest.mark.parametrize(
+    ("tag", "environment", "kept"),
+    [
+        ("deployed-prod-1", "prod", True),
+        ("deployed-prod-eu-1", "prod-eu", True),
+        ("deployed-prod-eu-1", "prod", False),
+        ("deployed-dev-1", "prod", False),
+        ("v1.4.2", "prod", True),
+    ],
+)
+def test_deployed_tags_only_count_for_their_environment(
+    tag: str, environment: str, kept: bool
+) -> None:
     assert is_kept_reference(f"{ECR}:{tag}", CFG, environment=environment) is kept
 
 
@@ -90,32 +95,49 @@ def test_parse_image_reference_keeps_registry_port() -> None:
 
 def test_defaults() -> None:
     cfg = RegistryConfig()
-    assert (cfg.enabled, cfg.apps, cfg.environments, cfg.releases_kept, cfg.pull_request_days,
-            cfg.kept_tag_prefixes, cfg.build_image_days) == (True, [], [], 10, 14, [], 7)
+    assert (
+        cfg.enabled,
+        cfg.apps,
+        cfg.environments,
+        cfg.releases_kept,
+        cfg.pull_request_days,
+        cfg.kept_tag_prefixes,
+        cfg.build_image_days,
+    ) == (True, [], [], 10, 14, [], 7)
     assert not cfg.active
 
 
 def test_stack_file_spelling() -> None:
-    cfg = RegistryConfig.model_validate({
-        "apps": ["shop/web"], "environments": ["dev"], "releasesKept": 5, "pullRequestDays": 3,
-        "keptTagPrefixes": ["base-"], "buildImageDays": 2})
+    cfg = RegistryConfig.model_validate(
+        {
+            "apps": ["shop/web"],
+            "environments": ["dev"],
+            "releasesKept": 5,
+            "pullRequestDays": 3,
+            "keptTagPrefixes": ["base-"],
+            "buildImageDays": 2,
+        }
+    )
     assert (cfg.releases_kept, cfg.pull_request_days, cfg.build_image_days) == (5, 3, 2)
     assert cfg.active
 
 
-@pytest.mark.parametrize(("raw", "key", "fragment"), [
-    ({"apps": ["Shop"], "environments": ["dev"]}, "apps", "not ECR repository names"),
-    ({"apps": ["web", "web"], "environments": ["dev"]}, "apps", "more than once"),
-    ({"apps": ["web"], "environments": ["Prod"]}, "environments", "not environment names"),
-    ({"keptTagPrefixes": ["pr-keep"]}, "keptTagPrefixes", "would also match"),
-    ({"keptTagPrefixes": ["deployed"]}, "keptTagPrefixes", "would also match"),
-    ({"keptTagPrefixes": ["v2"]}, "keptTagPrefixes", "would also match"),
-    ({"keptTagPrefixes": ["-x"]}, "keptTagPrefixes", "not image tag prefixes"),
-    ({"apps": ["web"]}, None, "environments is empty"),
-    ({"releasesKept": "10"}, "releasesKept", "valid integer"),
-    ({"pullRequestDays": 0}, "pullRequestDays", "greater than or equal to 1"),
-    ({"retention": 3}, "retention", "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    ("raw", "key", "fragment"),
+    [
+        ({"apps": ["Shop"], "environments": ["dev"]}, "apps", "not ECR repository names"),
+        ({"apps": ["web", "web"], "environments": ["dev"]}, "apps", "more than once"),
+        ({"apps": ["web"], "environments": ["Prod"]}, "environments", "not environment names"),
+        ({"keptTagPrefixes": ["pr-keep"]}, "keptTagPrefixes", "would also match"),
+        ({"keptTagPrefixes": ["deployed"]}, "keptTagPrefixes", "would also match"),
+        ({"keptTagPrefixes": ["v2"]}, "keptTagPrefixes", "would also match"),
+        ({"keptTagPrefixes": ["-x"]}, "keptTagPrefixes", "not image tag prefixes"),
+        ({"apps": ["web"]}, None, "environments is empty"),
+        ({"releasesKept": "10"}, "releasesKept", "valid integer"),
+        ({"pullRequestDays": 0}, "pullRequestDays", "greater than or equal to 1"),
+        ({"retention": 3}, "retention", "Extra inputs"),
+    ],
+)
 def test_invalid_settings_name_the_key(raw: dict, key: str | None, fragment: str) -> None:
     with pytest.raises(ValidationError) as err:
         RegistryConfig.model_validate(raw)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -26,10 +25,7 @@ from components.k3s.traefik import (
     render_manifest,
     traefik_helm_chart_config,
 )
-
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-CRD = SHARED / "crds" / "helm-controller" / "helm.cattle.io_helmchartconfigs.yaml"
-VALUES_SCHEMA = SHARED / "chart-schemas" / "traefik" / "values.schema.json"
+from tests.conftest import require_shared
 
 CONFIGS = {
     "production": traefik_helm_chart_config(production=True),
@@ -57,18 +53,17 @@ def _closed(schema: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def crd_validator() -> jsonschema.Validator:
-    if not CRD.exists():
-        pytest.skip(f"helm-controller CRD not found at {CRD} (shared folder absent)")
-    crd = yaml.safe_load(CRD.read_text())
+    crd_file = require_shared("crds", "helm-controller", "helm.cattle.io_helmchartconfigs.yaml")
+    crd = yaml.safe_load(crd_file.read_text())
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return jsonschema.Draft7Validator(_closed(version["schema"]["openAPIV3Schema"]))
 
 
 @pytest.fixture(scope="module")
 def values_validator() -> jsonschema.Validator:
-    if not VALUES_SCHEMA.exists():
-        pytest.skip(f"Traefik chart schema not found at {VALUES_SCHEMA} (shared folder absent)")
-    schema = json.loads(VALUES_SCHEMA.read_text())
+    schema = json.loads(
+        require_shared("chart-schemas", "traefik", "values.schema.json").read_text()
+    )
     return jsonschema.validators.validator_for(schema)(schema)
 
 
@@ -84,32 +79,41 @@ def test_helm_chart_config_matches_the_crd(crd_validator: jsonschema.Validator, 
     assert _errors(crd_validator, config) == []
 
 
-@pytest.mark.parametrize(("change", "path"), [
-    ({"valuesContent": {"deployment": {"replicas": 2}}}, "$.spec.valuesContent"),
-    ({"values_content": "deployment: {}"}, "$.spec"),
-    ({"failurePolicy": "ignore"}, "$.spec.failurePolicy"),
-])
-def test_crd_check_catches_a_wrong_spec(crd_validator: jsonschema.Validator, change: dict,
-                                        path: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        ({"valuesContent": {"deployment": {"replicas": 2}}}, "$.spec.valuesContent"),
+        ({"values_content": "deployment: {}"}, "$.spec"),
+        ({"failurePolicy": "ignore"}, "$.spec.failurePolicy"),
+    ],
+)
+def test_crd_check_catches_a_wrong_spec(
+    crd_validator: jsonschema.Validator, change: dict, path: str
+) -> None:
     config = traefik_helm_chart_config(production=True)
     config["spec"].update(change)
     assert any(e.startswith(f"{path}:") for e in _errors(crd_validator, config))
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_values_match_the_traefik_chart_schema(values_validator: jsonschema.Validator,
-                                               name: str) -> None:
+def test_values_match_the_traefik_chart_schema(
+    values_validator: jsonschema.Validator, name: str
+) -> None:
     assert _errors(values_validator, _values(CONFIGS[name])) == []
 
 
-@pytest.mark.parametrize(("path", "value"), [
-    (("deployment", "replicas"), "2"),
-    (("podDisruptionBudget", "maxUnavailable"), -1),
-    # The chart's port schema is closed; that is why reusePort is passed as a Traefik flag.
-    (("ports", "web", "reusePort"), True),
-])
-def test_values_check_catches_a_wrong_value(values_validator: jsonschema.Validator,
-                                            path: tuple[str, ...], value: Any) -> None:
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("deployment", "replicas"), "2"),
+        (("podDisruptionBudget", "maxUnavailable"), -1),
+        # The chart's port schema is closed; that is why reusePort is passed as a Traefik flag.
+        (("ports", "web", "reusePort"), True),
+    ],
+)
+def test_values_check_catches_a_wrong_value(
+    values_validator: jsonschema.Validator, path: tuple[str, ...], value: Any
+) -> None:
     values = _values(traefik_helm_chart_config(production=True))
     target = values
     for key in path[:-1]:
@@ -129,7 +133,8 @@ def test_production_spreads_replicas_one_per_node() -> None:
     for name in ("production", "production-3"):
         values = _values(CONFIGS[name])
         assert values["deployment"]["replicas"] >= 2, name
-        (term,) = values["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        anti_affinity = values["affinity"]["podAntiAffinity"]
+        (term,) = anti_affinity["requiredDuringSchedulingIgnoredDuringExecution"]
         assert term["topologyKey"] == "kubernetes.io/hostname", name
         assert term["labelSelector"]["matchLabels"] == POD_LABELS, name
         assert values["podDisruptionBudget"] == {"enabled": True, "maxUnavailable": 1}, name
@@ -191,8 +196,9 @@ def test_pod_settings_are_valid_kubernetes(name: str) -> None:
     values = _values(CONFIGS[name])
     pod_spec: dict[str, Any] = {
         "terminationGracePeriodSeconds": values["deployment"]["terminationGracePeriodSeconds"],
-        "containers": [{"name": "traefik", "image": "traefik",
-                        "lifecycle": values["deployment"]["lifecycle"]}],
+        "containers": [
+            {"name": "traefik", "image": "traefik", "lifecycle": values["deployment"]["lifecycle"]}
+        ],
     }
     if "affinity" in values:
         pod_spec["affinity"] = values["affinity"]
@@ -200,20 +206,26 @@ def test_pod_settings_are_valid_kubernetes(name: str) -> None:
     kubernetes_validate.validate(pod, versions.kubernetes_minor(), strict=True)
 
 
-@pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"production": True, "replicas": 1}, "production needs at least 2"),
-    ({"production": False, "replicas": 0}, "at least 1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"production": True, "replicas": 1}, "production needs at least 2"),
+        ({"production": False, "replicas": 0}, "at least 1"),
+    ],
+)
 def test_invalid_arguments_are_refused(kwargs: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         traefik_helm_chart_config(**kwargs)
 
 
-@pytest.mark.parametrize(("kwargs", "fragment"), [
-    ({"pre_stop_sleep": 20, "grace_timeout": 40}, "must stay below termination_grace_period"),
-    ({"termination_grace_period": 45}, "must stay below termination_grace_period"),
-    ({"request_accept_grace": -1}, "request_accept_grace must not be negative"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"pre_stop_sleep": 20, "grace_timeout": 40}, "must stay below termination_grace_period"),
+        ({"termination_grace_period": 45}, "must stay below termination_grace_period"),
+        ({"request_accept_grace": -1}, "request_accept_grace must not be negative"),
+    ],
+)
 def test_inconsistent_timing_is_refused(kwargs: dict[str, int], fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         ShutdownTiming(**kwargs)

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import hvac
 import pytest
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -137,36 +138,38 @@ class BaoServer:
     def log_path(self) -> Path:
         return self.workdir / "bao.log"
 
+    def _write_tls(self, pki: Pki) -> str:
+        """Write certificates for a listener that requires client certificates; returns its HCL."""
+        server_cert, server_key = pki.issue("openbao", server=True)
+        client_cert, client_key = pki.issue("system:admin", server=False)
+        files = {}
+        for name, text in [
+            ("ca.pem", pki.ca_pem),
+            ("server.pem", server_cert),
+            ("server-key.pem", server_key),
+            ("client.pem", client_cert),
+            ("client-key.pem", client_key),
+        ]:
+            files[name] = self.workdir / name
+            files[name].write_text(text)
+        self.tls = BaoTls(
+            pki.ca_pem,
+            client_cert,
+            client_key,
+            files["ca.pem"],
+            files["client.pem"],
+            files["client-key.pem"],
+        )
+        return (
+            f'tls_cert_file = "{files["server.pem"]}"\n'
+            f'  tls_key_file = "{files["server-key.pem"]}"\n'
+            f'  tls_client_ca_file = "{files["ca.pem"]}"\n'
+            "  tls_require_and_verify_client_cert = true"
+        )
+
     def _write_config(self) -> Path:
         (self.workdir / "raft").mkdir(parents=True, exist_ok=True)
-        listener = "tls_disable = true"
-        if self.pki is not None:
-            files = {}
-            server_cert, server_key = self.pki.issue("openbao", server=True)
-            client_cert, client_key = self.pki.issue("system:admin", server=False)
-            for name, text in [
-                ("ca.pem", self.pki.ca_pem),
-                ("server.pem", server_cert),
-                ("server-key.pem", server_key),
-                ("client.pem", client_cert),
-                ("client-key.pem", client_key),
-            ]:
-                files[name] = self.workdir / name
-                files[name].write_text(text)
-            self.tls = BaoTls(
-                self.pki.ca_pem,
-                client_cert,
-                client_key,
-                files["ca.pem"],
-                files["client.pem"],
-                files["client-key.pem"],
-            )
-            listener = (
-                f'tls_cert_file = "{files["server.pem"]}"\n'
-                f'  tls_key_file = "{files["server-key.pem"]}"\n'
-                f'  tls_client_ca_file = "{files["ca.pem"]}"\n'
-                "  tls_require_and_verify_client_cert = true"
-            )
+        listener = "tls_disable = true" if self.pki is None else self._write_tls(self.pki)
         seal = ""
         if self.seal == "static":
             key_file = self.workdir / "static-seal.key"
@@ -252,6 +255,7 @@ class BaoServer:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the log tail of every running OpenBao server to a failed test's report."""
     report = yield
     if report.failed:
         for server in _RUNNING:
@@ -396,6 +400,58 @@ def tokenreview(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     server = TokenReviewServer(pki, tmp_path_factory.mktemp("tokenreview"))
     yield server
     server.close()
+
+
+class MotoServer:
+    """`moto_server` (AWS API emulator) on 127.0.0.1.
+
+    The process starts at once and `endpoint` waits for it, so it boots while other fixtures work.
+    """
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self._ready = False
+        with log_path.open("wb") as log:
+            self._proc = subprocess.Popen(
+                [str(BAO.parent / "moto_server"), "-H", "127.0.0.1", "-p", self.url.split(":")[-1]],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint URL, once the server answers."""
+        if not self._ready:
+
+            def probe() -> tuple[bool, str]:
+                if self._proc.poll() is not None:
+                    raise RuntimeError(f"moto_server exited with status {self._proc.returncode}")
+                return requests.get(f"{self.url}/moto-api/", timeout=2).ok, "starting"
+
+            try:
+                wait_until(
+                    f"moto_server at {self.url}",
+                    probe,
+                    timeout=SERVER_START_TIMEOUT,
+                    progress=print,
+                )
+            except (WaitTimeout, RuntimeError) as exc:
+                log = self.log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"{exc}\n--- moto_server log ---\n{log}", pytrace=False)
+            self._ready = True
+        return self.url
+
+    def stop(self) -> None:
+        self._proc.kill()
+        self._proc.wait(timeout=SERVER_STOP_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()
 
 
 def _configured_problems(client: hvac.Client, spec: BootstrapSpec) -> list[str]:

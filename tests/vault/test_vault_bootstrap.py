@@ -6,6 +6,8 @@ Auto-unseal (recovery keys) runs end to end in test_vault_provider.py on a stati
 
 from __future__ import annotations
 
+import base64
+import os
 import time
 import traceback
 from collections.abc import Callable
@@ -16,16 +18,20 @@ import pytest
 from hvac import exceptions as hvac_errors
 
 from components.vault.bootstrap import (
+    SECRET_OUTPUTS,
     BootstrapError,
     BootstrapResult,
     BootstrapSpec,
+    KvMount,
     SpecError,
     TokenRejected,
+    WaitTimeout,
     bootstrap,
     configuration_steps,
     duration_seconds,
     init_parameters,
     platform_spec,
+    wait_until,
 )
 
 APP_NAMESPACES = ("team-a", "team-b")
@@ -106,6 +112,56 @@ def test_run_interrupted_after_any_step_converges(bao, spec, first_run, assert_c
         assert_configured(root, spec)
 
 
+def test_drift_on_the_server_is_repaired(bao, spec, first_run, assert_configured):
+    first, _ = first_run
+    root = bao.client(first.root_token)
+    root.sys.disable_secrets_engine("secret")
+    root.sys.enable_secrets_engine("kv", path="secret", options={"version": "1"})
+    root.auth.kubernetes.configure(
+        kubernetes_host=spec.kubernetes.kubernetes_host,
+        kubernetes_ca_cert=spec.kubernetes.kubernetes_ca_cert,
+        disable_local_ca_jwt=False,
+    )
+    root.sys.create_or_update_policy("apps-team-a", 'path "secret/*" { capabilities = ["read"] }')
+    root.auth.kubernetes.create_role(
+        "apps-team-b",
+        bound_service_account_names=["*"],
+        bound_service_account_namespaces=["team-b"],
+        policies=["apps-team-b"],
+        ttl="1h",
+        audience="somebody-else",
+    )
+
+    repaired = bootstrap(bao.client(), spec, previous=first)
+
+    assert repaired.changed == (
+        "kv:secret",
+        "auth:kubernetes/config",
+        "policy:apps-team-a",
+        "role:apps-team-b",
+    )
+    assert_configured(root, spec)
+    # The KV v1 -> v2 upgrade finishes in the background; later tests write to the mount.
+    wait_until(
+        "the upgraded KV mount to accept writes",
+        lambda: (bool(root.secrets.kv.v2.create_or_update_secret("probe", {"x": "1"})), "ok"),
+        timeout=10,
+        progress=print,
+    )
+
+
+def test_a_foreign_mount_in_the_way_is_reported(bao, spec, first_run):
+    first, _ = first_run
+    root = bao.client(first.root_token)
+    root.sys.enable_secrets_engine("transit", path="taken")
+    clash = replace(spec, kv_mounts=(*spec.kv_mounts, KvMount("taken")))
+    try:
+        with pytest.raises(BootstrapError, match="taken/ is mounted as 'transit', not as KV"):
+            bootstrap(bao.client(), clash, previous=first)
+    finally:
+        root.sys.disable_secrets_engine("taken")
+
+
 def test_removing_an_app_namespace_revokes_its_role_and_policy(bao, spec, first_run, tokenreview):
     first, _ = first_run
     root = bao.client(first.root_token)
@@ -130,6 +186,9 @@ def test_sealed_server_is_unsealed_with_the_previous_keys(bao, spec, first_run, 
     first, _ = first_run
     bao.restart()
     assert bao.client().sys.read_seal_status()["sealed"]
+    # Someone's abandoned attempt: a stray key share must not be mixed with the real ones.
+    stray = bao.client().sys.submit_unseal_key(base64.b64encode(os.urandom(33)).decode())
+    assert stray["progress"] == 1
     result = bootstrap(bao.client(), spec, previous=first)
     assert result.changed == ("unseal",)
     assert not bao.client().sys.read_seal_status()["sealed"]
@@ -222,6 +281,32 @@ def test_policies_grant_and_deny(bao, spec, first_run, tokenreview):
     ]:
         with pytest.raises(hvac_errors.VaultError):
             login(role, namespace, service_account, known)
+
+
+def test_wait_reports_progress_and_names_what_timed_out():
+    messages: list[str] = []
+    states = iter(range(1000))
+    with pytest.raises(WaitTimeout) as info:
+        wait_until(
+            "the thing",
+            lambda: (False, f"state {next(states)}"),
+            timeout=0.25,
+            progress=messages.append,
+            interval=0.02,
+            report_every=0.1,
+        )
+    assert len(messages) >= 2 and all(m.startswith("still waiting for the thing") for m in messages)
+    assert str(info.value).startswith("timed out after 0.25s waiting for the thing (last: state ")
+
+
+def test_result_round_trips_through_outputs_and_hides_secrets(first_run):
+    first, _ = first_run
+    outputs = first.to_outputs()
+    assert BootstrapResult.from_outputs(outputs) == first
+    assert set(SECRET_OUTPUTS) <= set(outputs)
+    public = {k: v for k, v in outputs.items() if k not in SECRET_OUTPUTS}
+    for value in _secret_values(first):
+        assert value not in repr(public) and value not in repr(first)
 
 
 def test_init_parameters_follow_the_seal_mode():

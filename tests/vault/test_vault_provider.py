@@ -12,6 +12,7 @@ import os
 import stat
 import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import dill
 import hvac
@@ -98,13 +99,13 @@ def test_lifecycle_create_diff_update(server, tokenreview, pki, assert_configure
 def test_unreachable_vault_times_out_naming_what_it_waited_for(server, monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     inputs = _inputs(
-        server, platform_spec(), client_cert_pem=None, client_key_pem=None, wait_timeout=1
+        server, platform_spec(), client_cert_pem=None, client_key_pem=None, wait_timeout=0.3
     )
     with pytest.raises(WaitTimeout) as info:
         VaultBootstrapProvider().create(inputs)
     message = str(info.value)
     assert f"waiting for the Vault API at {server.url} to answer" in message
-    assert "timed out after 1s" in message and "SSL" in message
+    assert "timed out after 0.3s" in message and "SSL" in message
     assert list(tmp_path.iterdir()) == []
 
 
@@ -161,14 +162,16 @@ def test_service_proxy_url_refuses_bad_parts(args, problem):
 
 def test_pem_files_are_private_and_always_removed(pki):
     cert, key = pki.issue("system:admin", server=False)
-    with pytest.raises(RuntimeError, match="boom"):
-        with pem_files(pki.ca_pem, cert, key) as (verify, client_cert):
-            paths = [verify, *client_cert]
-            assert stat.S_IMODE(os.stat(os.path.dirname(verify)).st_mode) == 0o700
-            for path, text in zip(paths, [pki.ca_pem, cert, key], strict=True):
-                assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-                assert open(path).read() == text
-            raise RuntimeError("boom")
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        pem_files(pki.ca_pem, cert, key) as (verify, client_cert),
+    ):
+        paths = [verify, *client_cert]
+        assert stat.S_IMODE(os.stat(os.path.dirname(verify)).st_mode) == 0o700
+        for path, text in zip(paths, [pki.ca_pem, cert, key], strict=True):
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+            assert Path(path).read_text() == text
+        raise RuntimeError("boom")
     assert not any(os.path.exists(path) for path in [*paths, os.path.dirname(verify)])
     with pem_files(None, None, None) as (verify, client_cert):
         assert (verify, client_cert) == (True, None)

@@ -1,0 +1,165 @@
+"""Argo CD, its Git repository, the in-cluster cluster Secret and the root objects of the GitOps
+contract (components.argocd.gitops): AppProjects and root ApplicationSets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from components import versions
+from components.argocd.gitops import (
+    ARGOCD_NAMESPACE,
+    IN_CLUSTER_NAME,
+    IN_CLUSTER_SERVER,
+    SECRET_TYPE_LABEL,
+    PlatformFacts,
+    cluster_secret_metadata,
+    root_objects,
+)
+from components.cluster_access import ClusterAccess
+from components.config import PlatformConfig
+from components.platform.base import chart_release, create_chain, k8s_opts
+from components.platform.cert_manager import INGRESS_CLASS
+
+REPO_SECRET = "gitops-repo"
+IN_CLUSTER_SECRET = "in-cluster"
+
+
+@dataclass(frozen=True)
+class ArgoCdArgs:
+    """Argo CD's hostname and issuer, and the values the apps receive through the cluster Secret."""
+
+    config: PlatformConfig
+    """Environment, production flag and `platform:gitops` (repository, revision, path)."""
+    hostname: pulumi.Input[str]
+    apps_domain: pulumi.Input[str]
+    """Apps are served on `<app>.<apps_domain>`."""
+    cluster_issuer: str
+    secret_store: str
+    vault_addr: str
+    gitops_token: pulumi.Input[str] | None = None
+    """HTTPS token for a private repository (a Pulumi secret); None for a public one."""
+    extras: Sequence[str] = field(default_factory=tuple)
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    """The issuer objects (Ingress annotation) and the ClusterSecretStore the apps use."""
+
+    def __post_init__(self) -> None:
+        if not self.cluster_issuer or not self.secret_store:
+            raise ValueError("cluster_issuer and secret_store are required: apps receive both")
+        if self.gitops_token is not None and not self.config.gitops.repo_url.startswith("https://"):
+            raise ValueError(
+                f"platform:gitopsToken is an HTTPS token but platform:gitops.repoUrl "
+                f"{self.config.gitops.repo_url!r} is not an https:// URL"
+            )
+
+    def facts(self, domain: str) -> PlatformFacts:
+        return PlatformFacts.from_config(
+            self.config, domain=domain, cluster_issuer=self.cluster_issuer,
+            secret_store=self.secret_store, vault_addr=self.vault_addr, extras=self.extras,
+        )
+
+
+def release_values(
+    args: ArgoCdArgs, admin_password_bcrypt: pulumi.Input[str]
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "global": {"domain": args.hostname},
+        "crds": {"install": True, "keep": True},
+        "configs": {
+            # TLS ends at Traefik; the server behind it speaks plain HTTP.
+            "params": {"server.insecure": True},
+            "secret": {"argocdServerAdminPassword": admin_password_bcrypt},
+        },
+        "server": {
+            "ingress": {
+                "enabled": True,
+                "ingressClassName": INGRESS_CLASS,
+                "annotations": {"cert-manager.io/cluster-issuer": args.cluster_issuer},
+                "tls": True,
+            }
+        },
+    }
+    if args.config.production:
+        # Redis HA spreads over three nodes; two replicas keep the API, repo server and
+        # ApplicationSet controller up through a node drain.
+        values["redis-ha"] = {"enabled": True}
+        values["server"]["replicas"] = 2
+        values["repoServer"] = {"replicas": 2}
+        values["applicationSet"] = {"replicas": 2}
+    return values
+
+
+def repository_data(repo_url: str, token: str | None) -> dict[str, str]:
+    """The repository Secret's data; with a token, HTTPS basic auth as Git hosts expect it."""
+    data = {"type": "git", "url": repo_url}
+    if token:
+        data |= {"username": "git", "password": token}
+    return data
+
+
+class ArgoCd(pulumi.ComponentResource):
+    """Argo CD and everything Pulumi gives it so it can take over from Git."""
+
+    url: pulumi.Output[str]
+    admin_password: pulumi.Output[str]
+    """Initial password of `admin` (secret)."""
+
+    def __init__(
+        self,
+        name: str,
+        access: ClusterAccess,
+        args: ArgoCdArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("platform:argocd:ArgoCd", name, None, opts)
+        password = random.RandomPassword(
+            f"{name}-admin-password", length=24, special=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.admin_password = pulumi.Output.secret(password.result)
+        self.release = chart_release(
+            f"{name}-release", self, access, versions.ARGO_CD, namespace=ARGOCD_NAMESPACE,
+            release_name="argocd",
+            values=release_values(args, pulumi.Output.secret(password.bcrypt_hash)),
+            depends_on=args.depends_on,
+        )
+        repo_url = args.config.gitops.repo_url
+        data: pulumi.Input[dict[str, str]] = repository_data(repo_url, None)
+        if args.gitops_token is not None:
+            data = pulumi.Output.secret(
+                pulumi.Output.from_input(args.gitops_token).apply(
+                    lambda token: repository_data(repo_url, token)
+                )
+            )
+        self.repo_secret = k8s.core.v1.Secret(
+            f"{name}-repo",
+            metadata={"name": REPO_SECRET, "namespace": ARGOCD_NAMESPACE,
+                      "labels": {SECRET_TYPE_LABEL: "repository"}},
+            string_data=data,
+            opts=k8s_opts(self, access, self.release),
+        )
+        metadata = pulumi.Output.from_input(args.apps_domain).apply(
+            lambda domain: cluster_secret_metadata(args.facts(domain))
+        )
+        self.cluster_secret = k8s.core.v1.Secret(
+            f"{name}-cluster",
+            metadata={"name": IN_CLUSTER_SECRET, "namespace": ARGOCD_NAMESPACE,
+                      "labels": metadata["labels"], "annotations": metadata["annotations"]},
+            string_data={"name": IN_CLUSTER_NAME, "server": IN_CLUSTER_SERVER,
+                         "config": '{"tlsClientConfig":{"insecure":false}}'},
+            opts=k8s_opts(self, access, self.release),
+        )
+        # The root objects read the repository, revision, path and environment only; the domain
+        # reaches the apps through the cluster Secret's annotations, so any domain builds them.
+        roots = root_objects(args.facts(args.config.dns.domain or ""))
+        # Projects first, then the ApplicationSets that reference them (root_objects' order).
+        self.root_objects = create_chain(
+            name, self, access, roots, self.release, self.repo_secret, self.cluster_secret
+        )
+        self.url = pulumi.Output.concat("https://", args.hostname)
+        self.register_outputs({"url": self.url, "adminPassword": self.admin_password})

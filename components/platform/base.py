@@ -1,0 +1,94 @@
+"""What every platform add-on shares: how its Kubernetes children are wired to the cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.cluster_access import ClusterAccess
+from components.versions import ChartPin
+
+RELEASE_TIMEOUT_SECONDS = 900
+"""Rancher and a first cert-manager install take several minutes on a fresh cluster."""
+
+
+def k8s_opts(
+    parent: pulumi.Resource, access: ClusterAccess, *depends_on: pulumi.Resource
+) -> pulumi.ResourceOptions:
+    """Options of a Kubernetes child: the cluster's provider, behind its readiness gate."""
+    return pulumi.ResourceOptions(
+        parent=parent, provider=access.provider, depends_on=[access.ready, *depends_on]
+    )
+
+
+def chart_release(
+    name: str,
+    parent: pulumi.Resource,
+    access: ClusterAccess,
+    pin: ChartPin,
+    *,
+    namespace: str,
+    values: pulumi.Input[Mapping[str, Any]],
+    release_name: str | None = None,
+    skip_await: bool = False,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> k8s.helm.v3.Release:
+    """A Helm release of a pinned chart (helm.v3.Release runs the charts' hooks)."""
+    return k8s.helm.v3.Release(
+        name,
+        k8s.helm.v3.ReleaseArgs(
+            name=release_name or pin.chart,
+            chart=pin.chart,
+            version=pin.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=pin.repo),
+            namespace=namespace,
+            create_namespace=True,
+            values=values,
+            skip_await=skip_await,
+            timeout=RELEASE_TIMEOUT_SECONDS,
+            cleanup_on_fail=True,
+        ),
+        opts=k8s_opts(parent, access, *depends_on),
+    )
+
+
+def custom_resource(
+    name: str,
+    parent: pulumi.Resource,
+    access: ClusterAccess,
+    manifest: Mapping[str, Any],
+    *depends_on: pulumi.Resource,
+) -> k8s.apiextensions.CustomResource:
+    """A custom resource from a plain manifest (`apiVersion`, `kind`, `metadata`, `spec`).
+
+    Its CRD usually comes from a Helm release of the same program; `depends_on` must name that
+    release so `up` creates the CRD first (pulumi-kubernetes #1735, #3247).
+    """
+    return k8s.apiextensions.CustomResource(
+        name,
+        api_version=manifest["apiVersion"],
+        kind=manifest["kind"],
+        metadata=manifest["metadata"],
+        spec=manifest["spec"],
+        opts=k8s_opts(parent, access, *depends_on),
+    )
+
+
+def create_chain(
+    prefix: str,
+    parent: pulumi.Resource,
+    access: ClusterAccess,
+    manifests: Sequence[Mapping[str, Any]],
+    *after: pulumi.Resource,
+) -> list[pulumi.Resource]:
+    """Custom resources created one after the other, the first after everything in `after`."""
+    created: list[pulumi.Resource] = []
+    for manifest in manifests:
+        role = f"{manifest['kind'].lower()}-{manifest['metadata']['name']}"
+        created.append(
+            custom_resource(f"{prefix}-{role}", parent, access, manifest, *after, *created[-1:])
+        )
+    return created

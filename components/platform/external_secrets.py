@@ -1,0 +1,98 @@
+"""External Secrets Operator and the ClusterSecretStore that reads Vault's KV v2 for every app."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+
+from components import versions
+from components.cluster_access import ClusterAccess
+from components.platform.base import chart_release, custom_resource
+from components.vault.bootstrap import (
+    AUDIENCE,
+    EXTERNAL_SECRETS_NAMESPACE,
+    EXTERNAL_SECRETS_ROLE,
+    EXTERNAL_SECRETS_SERVICE_ACCOUNT,
+    KV_MOUNT,
+)
+
+STORE_NAME = "vault"
+KUBERNETES_AUTH_MOUNT = "kubernetes"
+
+
+@dataclass(frozen=True)
+class ExternalSecretsArgs:
+    """Where Vault answers and how to trust it."""
+
+    vault_address: str
+    """In-cluster URL, `https://vault.vault.svc:8200`."""
+    vault_namespace: str
+    ca_secret: str
+    """Secret in `vault_namespace` whose `ca.crt` verifies `vault_address`."""
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    """The Vault bootstrap: the store's role must exist before ESO logs in with it."""
+
+    def __post_init__(self) -> None:
+        if not self.vault_address.startswith("https://"):
+            raise ValueError(f"vault_address {self.vault_address!r} must be an https:// URL")
+
+
+def cluster_secret_store(args: ExternalSecretsArgs) -> dict[str, Any]:
+    """ClusterSecretStore for `secret/` (KV v2), logging in with the role `external-secrets`."""
+    return {
+        "apiVersion": "external-secrets.io/v1",
+        "kind": "ClusterSecretStore",
+        "metadata": {"name": STORE_NAME},
+        "spec": {
+            "provider": {
+                "vault": {
+                    "server": args.vault_address,
+                    "path": KV_MOUNT,
+                    "version": "v2",
+                    "caProvider": {"type": "Secret", "name": args.ca_secret,
+                                   "namespace": args.vault_namespace, "key": "ca.crt"},
+                    "auth": {
+                        "kubernetes": {
+                            "mountPath": KUBERNETES_AUTH_MOUNT,
+                            "role": EXTERNAL_SECRETS_ROLE,
+                            # A cluster-wide store must name the account's namespace.
+                            "serviceAccountRef": {
+                                "name": EXTERNAL_SECRETS_SERVICE_ACCOUNT,
+                                "namespace": EXTERNAL_SECRETS_NAMESPACE,
+                                "audiences": [AUDIENCE],
+                            },
+                        }
+                    },
+                }
+            }
+        },
+    }
+
+
+class ExternalSecrets(pulumi.ComponentResource):
+    """The operator (release `external-secrets`, so its service account has the role's name)."""
+
+    store_name: str
+
+    def __init__(
+        self,
+        name: str,
+        access: ClusterAccess,
+        args: ExternalSecretsArgs,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("platform:external_secrets:ExternalSecrets", name, None, opts)
+        self.release = chart_release(
+            f"{name}-release", self, access, versions.EXTERNAL_SECRETS,
+            namespace=EXTERNAL_SECRETS_NAMESPACE, release_name=EXTERNAL_SECRETS_SERVICE_ACCOUNT,
+            values={"installCRDs": True},
+        )
+        self.store = custom_resource(
+            f"{name}-store", self, access, cluster_secret_store(args),
+            self.release, *args.depends_on,
+        )
+        self.store_name = STORE_NAME
+        self.register_outputs({"storeName": self.store_name})

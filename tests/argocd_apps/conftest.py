@@ -1,0 +1,151 @@
+"""Session fixtures: each kustomize build runs once, and one git daemon serves every Git test."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.argocd import gitops
+from tests.argocd_apps.support import GITOPS_PATH, REPO, STACKS, git, run_kustomize, stack_facts
+
+Objects = list[dict[str, Any]]
+
+
+@pytest.fixture(scope="session")
+def build() -> Callable[[Path], Objects]:
+    """Build a kustomization folder, once per session."""
+    cache: dict[Path, Objects] = {}
+
+    def _build(folder: Path) -> Objects:
+        key = folder.resolve()
+        if key not in cache:
+            cache[key] = run_kustomize(key)
+        return cache[key]
+
+    return _build
+
+
+@pytest.fixture(scope="session")
+def build_app(tmp_path_factory) -> Callable[[gitops.DiscoveredApp, Path], Objects]:
+    """What Argo CD builds for a discovered app: its folder plus spec.source.kustomize.
+
+    Argo CD writes the namespace and patches into the overlay's kustomization before building; a
+    kustomization that references the overlay and adds them builds the same objects.
+    """
+    cache: dict[str, Objects] = {}
+
+    def _build(app: gitops.DiscoveredApp, checkout: Path) -> Objects:
+        key = json.dumps([str(checkout.resolve()), app.path, app.kustomize], sort_keys=True)
+        if key not in cache:
+            wrapper = tmp_path_factory.mktemp(app.name)
+            # kustomize takes only relative paths to other kustomizations.
+            kustomization = {
+                "resources": [os.path.relpath(checkout.resolve() / app.path, wrapper)],
+                "patches": app.patches,
+            }
+            if "namespace" in app.kustomize:
+                kustomization["namespace"] = app.kustomize["namespace"]
+            (wrapper / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+            cache[key] = run_kustomize(wrapper)
+        return cache[key]
+
+    return _build
+
+
+@pytest.fixture(scope="session")
+def deployed(build_app) -> dict[str, list[tuple[gitops.DiscoveredApp, Objects]]]:
+    """stack -> each app the root ApplicationSets generate from this working tree, with the
+    objects Argo CD would apply."""
+    return {
+        stack: [(app, build_app(app, REPO)) for app in gitops.expand(stack_facts(stack), REPO)]
+        for stack in STACKS
+    }
+
+
+@dataclass(frozen=True)
+class GitServer:
+    url: str
+    """git://127.0.0.1:<port>/platform.git, holding argocd-apps/ on the branch main."""
+    bare: Path
+    work: Path
+
+    def publish_branch(self, branch: str, remove: str) -> None:
+        """Push `branch`: main without the folder `remove` (relative to the repository root)."""
+        git("checkout", "--quiet", "-B", branch, "main", cwd=self.work)
+        git("rm", "-r", "--quiet", remove, cwd=self.work)
+        git("commit", "--quiet", "-m", f"remove {remove}", cwd=self.work)
+        git("push", "--quiet", str(self.bare), branch, cwd=self.work)
+        git("checkout", "--quiet", "main", cwd=self.work)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(port: int, daemon: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            raise AssertionError(
+                f"git daemon exited: {daemon.stderr.read() if daemon.stderr else ''}"
+            )
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"git daemon did not listen on 127.0.0.1:{port} within 10 s")
+
+
+@pytest.fixture(scope="session")
+def git_server(tmp_path_factory):
+    """A real `git daemon` on loopback serving a copy of argocd-apps/ committed on main."""
+    if shutil.which("git") is None:
+        pytest.fail(
+            "git is not installed: the Git wiring tests serve the repository with git daemon"
+        )
+    root = tmp_path_factory.mktemp("git")
+    repos, work = root / "repos", root / "work"
+    bare = repos / "platform.git"
+    git("init", "--quiet", "--bare", str(bare))
+    shutil.copytree(REPO / GITOPS_PATH, work / GITOPS_PATH)
+    git("init", "--quiet", cwd=work)
+    git("add", ".", cwd=work)
+    git("commit", "--quiet", "-m", "argocd-apps", cwd=work)
+    git("push", "--quiet", str(bare), "main", cwd=work)
+    port = _free_port()
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            f"--base-path={repos}",
+            "--export-all",
+            "--informative-errors",
+            str(repos),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(port, daemon)
+        yield GitServer(f"git://127.0.0.1:{port}/platform.git", bare, work)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=10)

@@ -1,0 +1,146 @@
+"""The Platform component under Pulumi mocks: values per stack, issuers, ordering and secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.platform.cert_manager import CertManagerArgs
+from components.platform.dns import apps_domain, hostname
+from components.platform.vault import VaultArgs
+from tests.platform.conftest import (
+    BCRYPT,
+    CLIENT_KEY,
+    GITOPS_TOKEN,
+    KMS_ARN,
+    PASSWORD,
+    plaintext,
+    unwrap,
+)
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+def values(rec, name):
+    return unwrap(rec.one(f"platform-{name}-release").inputs["values"])
+
+
+def test_production_values_are_highly_available(platforms):
+    prod, dev = platforms["prod"], platforms["dev"]
+    rancher = values(prod, "rancher")
+    assert (rancher["replicas"], rancher["antiAffinity"]) == (3, "required")
+    assert values(dev, "rancher")["replicas"] == 1
+    argocd = values(prod, "argocd")
+    assert argocd["redis-ha"] == {"enabled": True}
+    assert min(argocd["server"]["replicas"], argocd["repoServer"]["replicas"],
+               argocd["applicationSet"]["replicas"]) >= 2
+    assert "redis-ha" not in values(dev, "argocd")
+    vault = values(prod, "vault")["server"]
+    assert vault["ha"]["replicas"] == 3
+    assert vault["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert values(dev, "vault")["server"]["ha"]["replicas"] == 1
+
+
+def test_vault_on_aws_seals_with_kms_on_control_plane_nodes(platforms):
+    server = values(platforms["dev"], "vault")["server"]
+    config = server["ha"]["raft"]["config"]
+    assert f'kms_key_id = "{KMS_ARN}"' in config and 'region = "eu-west-1"' in config
+    assert server["nodeSelector"] == {"node-role.kubernetes.io/control-plane": "true"}
+    local = values(platforms["local"], "vault")["server"]
+    assert "awskms" not in local["ha"]["raft"]["config"] and "nodeSelector" not in local
+
+
+def test_issuer_per_stack(platforms):
+    def issuers(stack):
+        return {unwrap(r.inputs)["metadata"]["name"]: unwrap(r.inputs)["spec"]
+                for r in platforms[stack].by_type(":ClusterIssuer")}
+
+    assert list(issuers("dev")) == ["letsencrypt-staging"]
+    assert "acme-staging-v02" in issuers("dev")["letsencrypt-staging"]["acme"]["server"]
+    solver = issuers("dev")["letsencrypt-staging"]["acme"]["solvers"][0]
+    assert solver["http01"]["ingress"]["ingressClassName"] == "traefik"
+    assert list(issuers("prod")) == ["letsencrypt-production"]
+    assert issuers("local")["platform-ca"] == {"ca": {"secretName": "platform-ca"}}
+    annotation = values(platforms["dev"], "rancher")["ingress"]["extraAnnotations"]
+    assert annotation == {"cert-manager.io/cluster-issuer": "letsencrypt-staging"}
+
+
+def test_issuer_name_follows_the_acme_server():
+    assert CertManagerArgs(True, "production", "a@b.io").issuer_name == "letsencrypt-production"
+    assert CertManagerArgs(False).issuer_name == "platform-ca"
+    with pytest.raises(ValueError, match="acme_email"):
+        CertManagerArgs(True, "staging", None)
+    with pytest.raises(ValueError, match="flavor"):
+        VaultArgs(flavor="consul")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "local"])
+def test_every_kubernetes_resource_uses_the_provider_behind_the_gate(platforms, stack):
+    rec = platforms[stack]
+    k8s_resources = [r for r in rec.resources.values()
+                     if r.type.startswith("kubernetes:") and r.name != "cluster-k8s"]
+    assert len(k8s_resources) > 15
+    for r in k8s_resources:
+        opts = rec.options[r.name]
+        assert opts.provider is not None and opts.provider._name == "cluster-k8s", r.name
+        assert "gate" in rec.dependencies(r.name), r.name
+    assert "gate" in rec.dependencies("platform-vault-bootstrap")
+
+
+@pytest.mark.parametrize("stack", ["dev", "local"])
+def test_dependency_order(platforms, stack):
+    rec = platforms[stack]
+    for issuer in rec.by_type(":ClusterIssuer"):
+        assert "platform-cert-manager-release" in rec.dependencies(issuer.name)
+    assert "platform-vault-release" in rec.dependencies("platform-vault-bootstrap")
+    assert {"platform-vault-certificate-vault-server-tls"} <= rec.dependencies("platform-vault-release")
+    store = rec.dependencies("platform-external-secrets-store")
+    assert {"platform-vault-bootstrap", "platform-external-secrets-release"} <= store
+    root = rec.dependencies("platform-argocd-applicationset-apps")
+    assert {"platform-argocd-repo", "platform-argocd-cluster", "platform-argocd-release",
+            "platform-argocd-appproject-apps"} <= root
+    assert "platform-cert-manager-clusterissuer-" in " ".join(rec.dependencies("platform-argocd-release"))
+    if stack == "dev":
+        assert "platform-cert-manager-release" in rec.dependencies("platform-rancher-release")
+
+
+def test_no_plaintext_secrets_in_inputs(platforms):
+    secrets = {PASSWORD, BCRYPT, GITOPS_TOKEN, CLIENT_KEY}
+    for stack, rec in platforms.items():
+        for r in rec.resources.values():
+            leaked = secrets & set(plaintext(r.inputs))
+            assert not leaked, f"{stack}: {r.name} carries {leaked} in plaintext"
+    repo = unwrap(platforms["dev"].one("platform-argocd-repo").inputs)
+    assert repo["stringData"]["password"] == GITOPS_TOKEN
+    assert repo["metadata"]["labels"] == {"argocd.argoproj.io/secret-type": "repository"}
+    admin = values(platforms["dev"], "argocd")["configs"]["secret"]
+    assert admin["argocdServerAdminPassword"] == BCRYPT
+
+
+def test_hostnames_sslip_and_domain(platforms):
+    assert hostname("rancher", None, "203.0.113.10") == "rancher.203.0.113.10.sslip.io"
+    assert hostname("argocd", "dev.example.com", "203.0.113.10") == "argocd.dev.example.com"
+    assert apps_domain(None, "2001:db8::1") == "2001-db8--1.sslip.io"
+    with pytest.raises(ValueError, match="not an IP"):
+        apps_domain(None, "ingress.example.com")
+    assert values(platforms["dev"], "rancher")["hostname"] == "rancher.203.0.113.10.sslip.io"
+    assert values(platforms["prod"], "argocd")["global"]["domain"] == "argocd.prod.example.com"
+    records = {unwrap(r.inputs)["name"]: unwrap(r.inputs)["records"]
+               for r in platforms["prod"].by_type("route53/record:Record")}
+    assert records == {f"{n}.prod.example.com": ["203.0.113.10"]
+                       for n in ("rancher", "argocd", "vault", "*")}
+    assert not platforms["dev"].by_type("route53/record:Record")
+
+
+def test_cluster_secret_carries_the_gitops_contract(platforms):
+    secret = unwrap(platforms["local"].one("platform-argocd-cluster").inputs)["metadata"]
+    assert secret["labels"]["argocd.argoproj.io/secret-type"] == "cluster"
+    assert secret["annotations"]["platform_domain"] == "127.0.0.1.sslip.io"
+    assert secret["annotations"]["platform_cluster_issuer"] == "platform-ca"
+    assert secret["annotations"]["platform_secret_store"] == "vault"
+    assert "platform-rancher-release" not in platforms["local"].resources
+
+
+def test_root_objects_do_not_depend_on_the_domain(platforms):
+    for r in platforms["local"].resources.values():
+        if r.type.startswith("kubernetes:argoproj.io"):
+            assert "sslip" not in " ".join(plaintext(r.inputs)), r.name

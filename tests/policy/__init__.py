@@ -1,0 +1,1 @@
+"""Policy rules, checker CLI, Pulumi pack and upstream conformance."""
