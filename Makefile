@@ -7,13 +7,14 @@ PY     := $(VENV)/bin/python
 STACK  ?= dev
 OUT    ?= build/synth/$(STACK)
 
-.PHONY: help venv synth synth-all test policy clean
+.PHONY: help venv synth synth-all test policy cost clean
 
 help:
 	@echo "make synth [STACK=dev|prod|local]  offline synth into build/synth/<stack>/"
 	@echo "make synth-all                      synth every stack in stacks/"
 	@echo "make test                           the whole test suite"
 	@echo "make policy [PATHS=...]             guardrail checker over YAML files or folders"
+	@echo "make cost [STACK=dev]               monthly cost estimate of a stack"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +37,9 @@ test: venv
 PATHS ?= argocd-apps
 policy: venv
 	$(PY) -m policy.check $(PATHS)
+
+cost: venv
+	$(PY) -m cost --stack $(STACK)
 
 clean:
 	rm -rf build

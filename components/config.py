@@ -293,6 +293,8 @@ class PlatformConfig(Section):
     gitops: GitOpsConfig
     registry: RegistryConfig = RegistryConfig()
     services: ServicesConfig = ServicesConfig()
+    monthly_budget_usd: float | None = Field(default=None, gt=0)
+    """The cost estimate (make cost) must stay at or below this; checked by the policy pack."""
 
     @field_validator("environment")
     @classmethod

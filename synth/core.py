@@ -18,6 +18,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from components import config as stack_config
+from cost import estimate as cost
 from synth.mocks import SECRET, RecordingMonitor, Registration, SynthMocks, redact
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,6 +29,7 @@ K8S_NOT_OBJECTS = ("kubernetes:helm.sh/", "pulumi:providers:", "kubernetes:yaml"
 class SynthResult:
     stack: str
     project: str
+    config: stack_config.PlatformConfig
     registrations: list[Registration]
     outputs: dict[str, Any]
     secret_values: set[str] = field(default_factory=set)
@@ -77,7 +79,7 @@ def synthesize(stack: str, path: Path | None = None) -> SynthResult:
     `path` overrides the stack file (default `stacks/Pulumi.<stack>.yaml`)."""
     values, secret_keys = load_stack_config(stack, path)
     cfg = stack_config.parse(values)
-    mocks = SynthMocks(region=cfg.aws_region or "eu-west-1")
+    mocks = SynthMocks(region=cfg.aws_region or "us-east-1")
     monitor = RecordingMonitor(mocks)
     project = project_name()
     runtime_settings.ROOT.set(None)
@@ -87,7 +89,7 @@ def synthesize(stack: str, path: Path | None = None) -> SynthResult:
     )
     _sync_await(run_pulumi_func(lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__")))
     outputs = _stack_outputs()
-    return SynthResult(stack, project, sorted(monitor.registrations, key=lambda r: r.urn), outputs,
+    return SynthResult(stack, project, cfg, sorted(monitor.registrations, key=lambda r: r.urn), outputs,
                        mocks.secret_values)
 
 
@@ -197,9 +199,26 @@ def write(result: SynthResult, out: Path) -> None:
         (out / "helm" / f"{entry['name']}.values.yaml").write_text(yaml.safe_dump(values, sort_keys=True))
     (out / "graph.dot").write_text(_dot(result))
     (out / "summary.txt").write_text(summary(result))
+    (out / "cost.json").write_text(_json(cost_of(result)))
     dot = shutil.which("dot")
     if dot:
         subprocess.run([dot, "-Tsvg", "-o", str(out / "graph.svg"), str(out / "graph.dot")], check=True)
+
+
+def cost_resources(result: SynthResult) -> list[cost.Resource]:
+    return [cost.Resource(r.type, r.name, r.inputs, r.id) for r in result.registrations if r.custom]
+
+
+def cost_of(result: SynthResult) -> dict[str, Any]:
+    """`cost.json`: the monthly estimate, or why there is none."""
+    region = result.config.aws_region
+    if region is None:
+        return {"region": None, "currency": "USD", "monthlyTotal": 0, "lines": [],
+                "note": "no AWS resources: the stack targets an existing cluster"}
+    try:
+        return cost.estimate(cost_resources(result), region).to_dict()
+    except cost.UnknownPrice as exc:
+        return {"region": region, "currency": "USD", "monthlyTotal": None, "lines": [], "error": str(exc)}
 
 
 def summary(result: SynthResult) -> str:

@@ -90,7 +90,7 @@ class Registration:
 
 @dataclass
 class SynthMocks(pulumi.runtime.Mocks):
-    region: str = "eu-west-1"
+    region: str = "us-east-1"
     secret_values: set[str] = field(default_factory=set)
     """Every value the mocks handed out as a secret (the secret scan looks for them)."""
 
@@ -270,7 +270,8 @@ _OUTPUTS = {
 
 def _zones(m: SynthMocks, _args: dict) -> dict:
     names = [f"{m.region}{s}" for s in "abc"]
-    return {"id": m.region, "names": names, "zoneIds": [f"euw1-az{i}" for i in (1, 2, 3)],
+    short = "".join(part[0] for part in m.region.split("-")[:-1]) + m.region.rsplit("-", 1)[1]
+    return {"id": m.region, "names": names, "zoneIds": [f"{short}-az{i}" for i in (1, 2, 3)],
             "groupNames": [m.region] * 3, "state": "available"}
 
 

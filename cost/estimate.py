@@ -1,0 +1,162 @@
+"""Monthly cost estimate of a stack, one line per billable resource, from the price table beside this
+file (`prices.yaml`: region, date, sources). Works on what the program declares (the synth's
+registrations or the Pulumi engine's resources), so it needs no cloud credentials."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRICES = Path(__file__).with_name("prices.yaml")
+
+
+class UnknownPrice(LookupError):
+    """The price table has no entry for a region or an instance type."""
+
+
+@dataclass(frozen=True)
+class Line:
+    item: str
+    quantity: float
+    unit: str
+    unit_price: float
+    monthly: float
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    region: str
+    prices_date: str
+    lines: list[Line]
+
+    @property
+    def total(self) -> float:
+        return round(sum(line.monthly for line in self.lines), 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"region": self.region, "pricesDate": self.prices_date, "currency": "USD",
+                "monthlyTotal": self.total, "lines": [asdict(line) for line in self.lines]}
+
+    def table(self) -> str:
+        rows = [f"{'item':<58} {'qty':>6} {'unit price':>11} {'monthly':>10}"]
+        for line in self.lines:
+            rows.append(f"{line.item:<58} {line.quantity:>6g} {line.unit_price:>11.4f} {line.monthly:>10.2f}")
+            if line.note:
+                rows.append(f"    {line.note}")
+        rows.append(f"{'total (USD/month, ' + self.region + ', prices of ' + self.prices_date + ')':<77} "
+                    f"{self.total:>10.2f}")
+        return "\n".join(rows)
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What the estimate reads of a resource: its type, name, cloud ID (when known) and inputs."""
+
+    type: str
+    name: str
+    inputs: Mapping[str, Any]
+    id: str | None = None
+
+
+def load_prices(region: str) -> tuple[dict[str, Any], str, int]:
+    table = yaml.safe_load(PRICES.read_text())
+    if region not in table["regions"]:
+        raise UnknownPrice(
+            f"cost/prices.yaml has no prices for region {region}; it has {sorted(table['regions'])}"
+        )
+    return table["regions"][region], table["date"], table["hours_per_month"]
+
+
+def estimate(resources: Iterable[Resource], region: str) -> Estimate:
+    """The monthly estimate of everything billable among `resources`."""
+    prices, date, hours = load_prices(region)
+    resources = list(resources)
+    lines: list[Line] = []
+
+    def hourly(item: str, count: float, price: float, note: str = "") -> None:
+        if count:
+            lines.append(Line(item, count, "hour x 730", price, round(count * price * hours, 2), note))
+
+    def monthly(item: str, count: float, unit: str, price: float, note: str = "") -> None:
+        if count:
+            lines.append(Line(item, count, unit, price, round(count * price, 2), note))
+
+    def instance_price(itype: str) -> float:
+        try:
+            return prices["instance_hourly"][itype]
+        except KeyError:
+            raise UnknownPrice(f"cost/prices.yaml has no {region} price for instance type {itype}") from None
+
+    of_type = lambda typ: [r for r in resources if r.type == typ]  # noqa: E731
+    eip_instances = {r.inputs.get("instanceId") for r in of_type("aws:ec2/eipAssociation:EipAssociation")}
+    public_subnets = {r.id for r in of_type("aws:ec2/subnet:Subnet") if r.inputs.get("mapPublicIpOnLaunch")}
+    gb = 0.0
+
+    servers: dict[str, list[Resource]] = {}
+    for inst in of_type("aws:ec2/instance:Instance"):
+        servers.setdefault(inst.inputs["instanceType"], []).append(inst)
+        gb += inst.inputs.get("rootBlockDevice", {}).get("volumeSize", 8)
+    for itype, group in sorted(servers.items()):
+        hourly(f"EC2 {itype} (servers)", len(group), instance_price(itype))
+        auto_ips = sum(1 for i in group if i.inputs.get("subnetId") in public_subnets and i.id not in eip_instances)
+        hourly("public IPv4 of servers in public subnets", auto_ips, prices["public_ipv4_hourly"])
+
+    templates = {r.id: r for r in of_type("aws:ec2/launchTemplate:LaunchTemplate")}
+    for asg in of_type("aws:autoscaling/group:Group"):
+        policy = asg.inputs["mixedInstancesPolicy"]
+        spec = policy["launchTemplate"]["launchTemplateSpecification"]
+        template = templates.get(spec["launchTemplateId"])
+        itype = policy["launchTemplate"]["overrides"][0]["instanceType"]
+        desired = asg.inputs.get("desiredCapacity", asg.inputs["minSize"])
+        dist = policy["instancesDistribution"]
+        base = min(desired, dist.get("onDemandBaseCapacity", 0))
+        on_demand = base + math.ceil((desired - base) * dist.get("onDemandPercentageAboveBaseCapacity", 100) / 100)
+        spot = desired - on_demand
+        price = instance_price(itype)
+        hourly(f"EC2 {itype} (agents, on-demand)", on_demand, price, f"desired {desired} of max {asg.inputs['maxSize']}")
+        share = prices["spot_share_of_on_demand"]
+        hourly(f"EC2 {itype} (agents, Spot)", spot, round(price * share, 5),
+               f"Spot assumed at {share:.0%} of on-demand; real Spot prices move")
+        if template is not None:
+            gb += desired * sum(m["ebs"]["volumeSize"] for m in template.inputs.get("blockDeviceMappings", []))
+        if public_subnets & set(asg.inputs.get("vpcZoneIdentifiers", [])):
+            hourly("public IPv4 of agents in public subnets", desired, prices["public_ipv4_hourly"])
+
+    monthly("EBS gp3 root volumes", gb, "GB-month", prices["ebs_gp3_gb_month"])
+    hourly("Elastic IPs (public IPv4)", len(of_type("aws:ec2/eip:Eip")), prices["public_ipv4_hourly"])
+    hourly("NAT gateways", len(of_type("aws:ec2/natGateway:NatGateway")), prices["nat_gateway_hourly"],
+           "plus data processed per GB, not estimated")
+    nlbs = [r for r in of_type("aws:lb/loadBalancer:LoadBalancer") if r.inputs.get("loadBalancerType") == "network"]
+    hourly("network load balancers", len(nlbs), prices["nlb_hourly"])
+    hourly("NLB capacity units", len(nlbs) * prices["nlb_lcus_assumed"], prices["nlb_lcu_hourly"],
+           f"{prices['nlb_lcus_assumed']} NLCU assumed per load balancer")
+    monthly("KMS keys", len(of_type("aws:kms/key:Key")), "key-month", prices["kms_key_month"])
+    monthly("Secrets Manager secrets", len(of_type("aws:secretsmanager/secret:Secret")), "secret-month",
+            prices["secrets_manager_secret_month"])
+    buckets = len(of_type("aws:s3/bucket:Bucket"))
+    monthly("S3 snapshot storage", buckets * prices["snapshot_gb_assumed"], "GB-month",
+            prices["s3_standard_gb_month"], f"{prices['snapshot_gb_assumed']} GB of snapshots assumed")
+    monthly("Route53 hosted zones", len(of_type("aws:route53/zone:Zone")), "zone-month",
+            prices["route53_zone_month"])
+    repos = len(of_type("aws:ecr/repository:Repository"))
+    monthly("ECR image storage", repos * prices["ecr_gb_per_repository_assumed"], "GB-month",
+            prices["ecr_gb_month"], f"{prices['ecr_gb_per_repository_assumed']} GB per repository assumed")
+    return Estimate(region, date, lines)
+
+
+def eks_comparison(est: Estimate, azs: int) -> Estimate:
+    """The same node sizes as EKS workers: an EKS control plane and one NAT gateway per AZ instead
+    of K3s servers' control-plane role, NLB and Elastic IP front door kept equal."""
+    prices, date, hours = load_prices(est.region)
+    lines = [line for line in est.lines if not line.item.startswith("NAT gateways")]
+    lines.append(Line("EKS control plane", 1, "hour x 730", prices["eks_control_plane_hourly"],
+                      round(prices["eks_control_plane_hourly"] * hours, 2)))
+    lines.append(Line("NAT gateways (one per AZ, EKS private nodes)", azs, "hour x 730",
+                      prices["nat_gateway_hourly"], round(azs * prices["nat_gateway_hourly"] * hours, 2)))
+    return Estimate(est.region, date, lines)
