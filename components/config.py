@@ -141,7 +141,7 @@ class ClusterConfig(Section):
     servers: int = 1
     server_instance_type: str = "t3.large"
     arch: Literal["x86_64", "arm64"] = "x86_64"
-    k3s_version: str = versions.K3S_VERSION
+    k3s_version: str = Field(default=versions.K3S_VERSION, alias="k3sVersion")
     agents: AgentsConfig = AgentsConfig()
     root_volume_gb: int = Field(default=40, ge=20, le=2000)
     api_allowed_cidrs: list[str] = Field(min_length=1)

@@ -128,14 +128,12 @@ def node_user_data(result: SynthResult) -> dict[str, str]:
 
 
 def kubernetes_objects(result: SynthResult) -> list[tuple[Registration, dict]]:
-    objects = []
-    for reg in result.registrations:
-        if reg.custom and reg.type.startswith("kubernetes:") and not reg.type.startswith(K8S_NOT_OBJECTS):
-            obj = {k: v for k, v in reg.inputs.items() if k in ("apiVersion", "kind", "metadata", "spec",
-                                                                  "data", "stringData", "type", "rules",
-                                                                  "subjects", "roleRef", "webhooks")}
-            objects.append((reg, obj))
-    return objects
+    """Every Kubernetes object the program creates directly; its inputs are the object itself."""
+    return [
+        (reg, reg.inputs)
+        for reg in result.registrations
+        if reg.custom and reg.type.startswith("kubernetes:") and not reg.type.startswith(K8S_NOT_OBJECTS)
+    ]
 
 
 def helm_releases(result: SynthResult) -> list[tuple[dict, dict]]:

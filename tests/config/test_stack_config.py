@@ -46,6 +46,8 @@ def test_invalid_names_the_key(path: Path):
     assert key in keys, f"expected an error on {key}, got:\n{err.value}"
     issue = next(i for i in err.value.issues if i.key == key)
     assert len(issue.message) > 10, "the message must say what is allowed"
+    if not path.stem.startswith("unknown-"):
+        assert not issue.message.startswith("unknown key"), f"{key} is not a known key"
 
 
 def test_every_problem_is_reported_once():
