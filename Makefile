@@ -31,7 +31,12 @@ synth-all: venv
 	for s in $$(ls stacks | sed -n 's/^Pulumi\.\(.*\)\.yaml$$/\1/p'); do \
 	  $(PY) -m synth --stack $$s --out build/synth/$$s || exit 1; done
 
-test: venv
+# The npm models of the Argo CD and External Secrets CRDs; skipped where npm is missing.
+CRD_MODELS := tests/crd-models/node_modules/.package-lock.json
+$(CRD_MODELS): tests/crd-models/package-lock.json
+	if command -v npm >/dev/null; then npm ci --prefix tests/crd-models --no-audit --no-fund; fi
+
+test: venv $(CRD_MODELS)
 	$(PY) -m pytest -q
 
 PATHS ?= argocd-apps

@@ -3,9 +3,9 @@
 import pulumi
 import pulumi_aws as aws
 
+from components.cluster_access import ClusterAccess
 from components.config import PlatformConfig, from_pulumi
 from components.existing_cluster import ExistingCluster, ExistingClusterArgs
-from components.cluster_access import ClusterAccess
 from components.k3s import traefik
 from components.k3s.cluster import K3sCluster, K3sClusterArgs
 from components.network import Network, NetworkArgs
@@ -21,12 +21,21 @@ def aws_cluster(cfg: PlatformConfig) -> ClusterAccess:
     provider = aws.Provider(
         "aws",
         region=cfg.aws_region,
-        default_tags={"tags": {"platform:environment": cfg.environment, "platform:stack": name,
-                               "managed-by": "pulumi"}},
+        default_tags={
+            "tags": {
+                "platform:environment": cfg.environment,
+                "platform:stack": name,
+                "managed-by": "pulumi",
+            }
+        },
     )
     opts = pulumi.ResourceOptions(providers={"aws": provider})
-    zones = aws.get_availability_zones(state="available", opts=pulumi.InvokeOptions(provider=provider))
-    network = Network(name, NetworkArgs(config=cfg.network, availability_zones=zones.names), opts=opts)
+    zones = aws.get_availability_zones(
+        state="available", opts=pulumi.InvokeOptions(provider=provider)
+    )
+    network = Network(
+        name, NetworkArgs(config=cfg.network, availability_zones=zones.names), opts=opts
+    )
     node_policies = []
     if cfg.registry.active:
         registry = Registry(f"{name}-registry", RegistryArgs(config=cfg.registry), opts=opts)

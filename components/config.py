@@ -30,6 +30,7 @@ from components.sections import (
 
 NAMESPACE = "platform"
 
+
 @dataclass(frozen=True)
 class ConfigIssue:
     key: str
@@ -256,7 +257,7 @@ class GitOpsConfig(Section):
 
 
 class ServicesConfig(Section):
-    """`platform:services`: Rancher on/off, the secrets server, and the app namespaces Vault knows."""
+    """`platform:services`: Rancher on/off, the secrets server, the app namespaces Vault knows."""
 
     rancher: bool | None = None
     """Default: on for AWS stacks, off on an existing (local) cluster."""
@@ -333,26 +334,35 @@ def _key(loc: tuple[Any, ...]) -> str:
 
 def _overlaps(cidrs: list[str]) -> list[tuple[str, str]]:
     nets = [ipaddress.ip_network(c) for c in cidrs]
-    return [
-        (str(a), str(b)) for i, a in enumerate(nets) for b in nets[i + 1 :] if a.overlaps(b)
-    ]
+    return [(str(a), str(b)) for i, a in enumerate(nets) for b in nets[i + 1 :] if a.overlaps(b)]
 
 
 def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
     """Checks that span several keys; run once every key has the right shape."""
     issues: list[ConfigIssue] = []
-    add = lambda key, msg: issues.append(ConfigIssue(f"{NAMESPACE}:{key}", msg))  # noqa: E731
+
+    def add(key: str, msg: str) -> None:
+        issues.append(ConfigIssue(f"{NAMESPACE}:{key}", msg))
 
     if cfg.tls.lets_encrypt and not cfg.tls.acme_email:
-        add("tls.acmeEmail", "required when platform:tls.letsEncrypt is true (Let's Encrypt contact)")
+        add(
+            "tls.acmeEmail",
+            "required when platform:tls.letsEncrypt is true (Let's Encrypt contact)",
+        )
     if cfg.dns.hosted_zone_id and not cfg.dns.domain:
         add("dns.hostedZoneId", "needs platform:dns.domain (the zone's domain name)")
 
     if cfg.target == "existing":
         if cfg.local is None:
-            add("local.kubeconfig", "required when platform:target is existing (path to a kubeconfig)")
+            add(
+                "local.kubeconfig",
+                "required when platform:target is existing (path to a kubeconfig)",
+            )
         if cfg.cluster is not None:
-            add("cluster", "not allowed when platform:target is existing (the cluster already exists)")
+            add(
+                "cluster",
+                "not allowed when platform:target is existing (the cluster already exists)",
+            )
         return issues
 
     if cfg.local is not None:
@@ -366,33 +376,48 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
         return issues
     cl, net = cfg.cluster, cfg.network
 
-    for key, itype in [("serverInstanceType", cl.server_instance_type),
-                       ("agents.instanceType", cl.agents.instance_type)]:
+    for key, itype in [
+        ("serverInstanceType", cl.server_instance_type),
+        ("agents.instanceType", cl.agents.instance_type),
+    ]:
         arch = instance_arch(itype)
         if arch is None:
             add(f"cluster.{key}", f"{itype!r} is not an EC2 instance type such as t3.large")
         elif arch != cl.arch:
-            family = "Graviton (t4g, m7g, c7g...)" if cl.arch == "arm64" else "x86 (t3, m6i, c6a...)"
-            add(f"cluster.{key}", f"{itype} is {arch}; platform:cluster.arch {cl.arch} needs a {family} type")
+            family = (
+                "Graviton (t4g, m7g, c7g...)" if cl.arch == "arm64" else "x86 (t3, m6i, c6a...)"
+            )
+            add(
+                f"cluster.{key}",
+                f"{itype} is {arch}; platform:cluster.arch {cl.arch} needs a {family} type",
+            )
 
     ag = cl.agents
     if ag.min > ag.max:
         add("cluster.agents.min", f"{ag.min} is greater than platform:cluster.agents.max {ag.max}")
     elif not ag.min <= ag.desired <= ag.max:
-        add("cluster.agents.desired", f"{ag.desired} must be within [min, max] = [{ag.min}, {ag.max}]")
+        add(
+            "cluster.agents.desired",
+            f"{ag.desired} must be within [min, max] = [{ag.min}, {ag.max}]",
+        )
 
     if cl.endpoint == "eip" and cl.servers > 1:
         add("cluster.endpoint", "eip serves one server; HA servers need nlb")
     if cfg.production:
         world = [c for c in cl.api_allowed_cidrs if ipaddress.ip_network(c).prefixlen == 0]
         if world:
-            add("cluster.apiAllowedCidrs",
+            add(
+                "cluster.apiAllowedCidrs",
                 f"{world} opens the Kubernetes API to the internet; production stacks must list "
-                "specific CIDRs")
+                "specific CIDRs",
+            )
 
     if net.existing is not None:
         if net.node_subnets == "private" and not net.existing.private_subnet_ids:
-            add("network.existing.privateSubnetIds", "required when platform:network.nodeSubnets is private")
+            add(
+                "network.existing.privateSubnetIds",
+                "required when platform:network.nodeSubnets is private",
+            )
         return issues
 
     vpc = ipaddress.ip_network(net.vpc_cidr)
@@ -400,27 +425,46 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
         if vpc.overlaps(ipaddress.ip_network(k3s_net)):
             add("network.vpcCidr", f"{vpc} overlaps the K3s {label} CIDR {k3s_net}")
     if cl.servers > 1 and net.availability_zones < 3:
-        add("network.availabilityZones",
-            f"{cl.servers} servers need 3 availability zones so losing one AZ keeps etcd quorum")
-    for key, cidrs in [("publicSubnetCidrs", net.public_subnet_cidrs),
-                       ("privateSubnetCidrs", net.private_subnet_cidrs)]:
+        add(
+            "network.availabilityZones",
+            f"{cl.servers} servers need 3 availability zones so losing one AZ keeps etcd quorum",
+        )
+    for key, cidrs in [
+        ("publicSubnetCidrs", net.public_subnet_cidrs),
+        ("privateSubnetCidrs", net.private_subnet_cidrs),
+    ]:
         if cidrs and len(cidrs) != net.availability_zones:
-            add(f"network.{key}",
-                f"needs one CIDR per availability zone ({net.availability_zones}), got {len(cidrs)}")
+            add(
+                f"network.{key}",
+                f"needs one CIDR per availability zone ({net.availability_zones}), "
+                f"got {len(cidrs)}",
+            )
         for i, c in enumerate(cidrs):
             if not ipaddress.ip_network(c).subnet_of(vpc):  # type: ignore[arg-type]
                 add(f"network.{key}[{i}]", f"{c} is not inside platform:network.vpcCidr {vpc}")
     if not net.public_subnet_cidrs:
-        add("network.publicSubnetCidrs", "at least one public subnet is needed for the ingress endpoint")
+        add(
+            "network.publicSubnetCidrs",
+            "at least one public subnet is needed for the ingress endpoint",
+        )
     for a, b in _overlaps(net.public_subnet_cidrs + net.private_subnet_cidrs):
-        add("network.publicSubnetCidrs" if b in net.public_subnet_cidrs else "network.privateSubnetCidrs",
-            f"subnet {b} overlaps {a}")
+        add(
+            "network.publicSubnetCidrs"
+            if b in net.public_subnet_cidrs
+            else "network.privateSubnetCidrs",
+            f"subnet {b} overlaps {a}",
+        )
     if net.node_subnets == "private":
         if not net.private_subnet_cidrs:
-            add("network.privateSubnetCidrs", "required when platform:network.nodeSubnets is private")
+            add(
+                "network.privateSubnetCidrs",
+                "required when platform:network.nodeSubnets is private",
+            )
         if net.nat_gateways == "none":
-            add("network.natGateways",
-                "private nodes need a NAT gateway to download K3s and images (single or perAz)")
+            add(
+                "network.natGateways",
+                "private nodes need a NAT gateway to download K3s and images (single or perAz)",
+            )
     elif net.nat_gateways != "none" and not net.private_subnet_cidrs:
         add("network.natGateways", "NAT gateways serve private subnets; none are configured")
     return issues
@@ -450,7 +494,11 @@ def parse(raw: Mapping[str, Any]) -> PlatformConfig:
                 msg = "unknown key"
             elif err["type"] == "missing":
                 example = EXAMPLES.get(str(err["loc"][-1]))
-                msg = f"required, e.g. {example}" if example else "required (see stacks/Pulumi.dev.yaml)"
+                msg = (
+                    f"required, e.g. {example}"
+                    if example
+                    else "required (see stacks/Pulumi.dev.yaml)"
+                )
             elif err["type"].endswith("_type") or err["type"] == "literal_error":
                 msg = f"{msg} (got {err['input']!r})"
             issues.append(ConfigIssue(_key(err["loc"]), msg))

@@ -23,7 +23,9 @@ class ExistingCluster(pulumi.ComponentResource):
 
     access: ClusterAccess
 
-    def __init__(self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None
+    ):
         super().__init__("platform:local:ExistingCluster", name, None, opts)
         cfg = args.config
         # The kubeconfig is read when the gate runs, not when the program starts, so a preview

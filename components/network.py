@@ -21,14 +21,14 @@ class NetworkArgs:
 
 
 class Network(pulumi.ComponentResource):
-    """VPC, subnets and routes. Nodes go into `node_subnet_ids`, the NLB into `public_subnet_ids`."""
+    """VPC, subnets, routes. Nodes go into `node_subnet_ids`, the NLB into `public_subnet_ids`."""
 
     vpc_id: pulumi.Output[str]
     vpc_cidr: pulumi.Output[str]
     public_subnet_ids: list[pulumi.Output[str]]
     node_subnet_ids: list[pulumi.Output[str]]
     node_subnet_cidrs: list[pulumi.Output[str]]
-    """CIDR of each node subnet, in `node_subnet_ids` order (servers get fixed addresses in them)."""
+    """CIDR of each node subnet, in `node_subnet_ids` order (servers get fixed addresses there)."""
     azs: list[str]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
@@ -59,7 +59,9 @@ class Network(pulumi.ComponentResource):
         self.vpc_cidr = pulumi.Output.from_input(existing.vpc_cidr)
         self.public_subnet_ids = [pulumi.Output.from_input(s) for s in existing.public_subnet_ids]
         node_ids = (
-            existing.private_subnet_ids if cfg.node_subnets == "private" else existing.public_subnet_ids
+            existing.private_subnet_ids
+            if cfg.node_subnets == "private"
+            else existing.public_subnet_ids
         )
         self.node_subnet_ids = [pulumi.Output.from_input(s) for s in node_ids]
         self.node_subnet_cidrs = [
@@ -99,7 +101,11 @@ class Network(pulumi.ComponentResource):
         private = self._subnets(name, "private", vpc, cfg.private_subnet_cidrs, public=False)
         nat_ids = self._nat_gateways(name, cfg, public, igw)
         for i, subnet in enumerate(private):
-            routes = [{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat_ids[i % len(nat_ids)]}] if nat_ids else []
+            routes = (
+                [{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat_ids[i % len(nat_ids)]}]
+                if nat_ids
+                else []
+            )
             rt = aws.ec2.RouteTable(
                 f"{name}-private-rt-{i}",
                 vpc_id=vpc.id,
@@ -111,7 +117,9 @@ class Network(pulumi.ComponentResource):
                 f"{name}-private-{i}", subnet_id=subnet.id, route_table_id=rt.id, opts=child
             )
         nodes = private if cfg.node_subnets == "private" else public
-        node_cidrs = cfg.private_subnet_cidrs if cfg.node_subnets == "private" else cfg.public_subnet_cidrs
+        node_cidrs = (
+            cfg.private_subnet_cidrs if cfg.node_subnets == "private" else cfg.public_subnet_cidrs
+        )
         self.node_subnet_ids = [s.id for s in nodes]
         self.node_subnet_cidrs = [pulumi.Output.from_input(c) for c in node_cidrs]
 
@@ -133,7 +141,11 @@ class Network(pulumi.ComponentResource):
         ]
 
     def _nat_gateways(
-        self, name: str, cfg: NetworkConfig, public: list[aws.ec2.Subnet], igw: aws.ec2.InternetGateway
+        self,
+        name: str,
+        cfg: NetworkConfig,
+        public: list[aws.ec2.Subnet],
+        igw: aws.ec2.InternetGateway,
     ) -> list[pulumi.Output[str]]:
         count = {"none": 0, "single": 1, "perAz": len(public)}[cfg.nat_gateways]
         ids = []

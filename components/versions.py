@@ -1,6 +1,7 @@
 """The one version matrix of the platform.
 
-Every pinned version lives here so an upgrade is one reviewed diff. Upgrade order (docs/upgrades.md):
+Every pinned version lives here so an upgrade is one reviewed diff. Upgrade order
+(docs/operations.md):
 Rancher first (it bounds the Kubernetes minor), then K3s within Rancher's range, then cert-manager
 (it supports only the two newest minors), then Vault/OpenBao, External Secrets and Argo CD.
 tests/test_versions.py checks that the pins agree with each other.

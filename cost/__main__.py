@@ -23,8 +23,10 @@ def stack_estimates(stack: str):
 
 
 def markdown(stacks: list[str]) -> str:
-    rows = ["| stack | this blueprint (K3s on EC2) | same nodes on EKS (+ control plane, NAT per AZ) |",
-            "|---|---|---|"]
+    rows = [
+        "| stack | this blueprint (K3s on EC2) | same nodes on EKS (+ control plane, NAT per AZ) |",
+        "|---|---|---|",
+    ]
     for stack in stacks:
         _, est, eks = stack_estimates(stack)
         if est is not None:
@@ -35,8 +37,12 @@ def markdown(stacks: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cost", description=__doc__)
     parser.add_argument("--stack", default="dev")
-    parser.add_argument("--markdown", nargs="*", metavar="STACK",
-                        help="print the docs table comparing these stacks with EKS")
+    parser.add_argument(
+        "--markdown",
+        nargs="*",
+        metavar="STACK",
+        help="print the docs table comparing these stacks with EKS",
+    )
     args = parser.parse_args(argv)
     try:
         if args.markdown is not None:

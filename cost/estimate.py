@@ -1,5 +1,5 @@
-"""Monthly cost estimate of a stack, one line per billable resource, from the price table beside this
-file (`prices.yaml`: region, date, sources). Works on what the program declares (the synth's
+"""Monthly cost estimate of a stack, one line per billable resource, from the price table beside
+this file (`prices.yaml`: region, date, sources). Works on what the program declares (the synth's
 registrations or the Pulumi engine's resources), so it needs no cloud credentials."""
 
 from __future__ import annotations
@@ -40,17 +40,27 @@ class Estimate:
         return round(sum(line.monthly for line in self.lines), 2)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"region": self.region, "pricesDate": self.prices_date, "currency": "USD",
-                "monthlyTotal": self.total, "lines": [asdict(line) for line in self.lines]}
+        return {
+            "region": self.region,
+            "pricesDate": self.prices_date,
+            "currency": "USD",
+            "monthlyTotal": self.total,
+            "lines": [asdict(line) for line in self.lines],
+        }
 
     def table(self) -> str:
         rows = [f"{'item':<58} {'qty':>6} {'unit price':>11} {'monthly':>10}"]
         for line in self.lines:
-            rows.append(f"{line.item:<58} {line.quantity:>6g} {line.unit_price:>11.4f} {line.monthly:>10.2f}")
+            rows.append(
+                f"{line.item:<58} {line.quantity:>6g} {line.unit_price:>11.4f} "
+                f"{line.monthly:>10.2f}"
+            )
             if line.note:
                 rows.append(f"    {line.note}")
-        rows.append(f"{'total (USD/month, ' + self.region + ', prices of ' + self.prices_date + ')':<77} "
-                    f"{self.total:>10.2f}")
+        rows.append(
+            f"{'total (USD/month, ' + self.region + ', prices of ' + self.prices_date + ')':<77} "
+            f"{self.total:>10.2f}"
+        )
         return "\n".join(rows)
 
 
@@ -81,7 +91,9 @@ def estimate(resources: Iterable[Resource], region: str) -> Estimate:
 
     def hourly(item: str, count: float, price: float, note: str = "") -> None:
         if count:
-            lines.append(Line(item, count, "hour x 730", price, round(count * price * hours, 2), note))
+            lines.append(
+                Line(item, count, "hour x 730", price, round(count * price * hours, 2), note)
+            )
 
     def monthly(item: str, count: float, unit: str, price: float, note: str = "") -> None:
         if count:
@@ -91,11 +103,19 @@ def estimate(resources: Iterable[Resource], region: str) -> Estimate:
         try:
             return prices["instance_hourly"][itype]
         except KeyError:
-            raise UnknownPrice(f"cost/prices.yaml has no {region} price for instance type {itype}") from None
+            raise UnknownPrice(
+                f"cost/prices.yaml has no {region} price for instance type {itype}"
+            ) from None
 
-    of_type = lambda typ: [r for r in resources if r.type == typ]  # noqa: E731
-    eip_instances = {r.inputs.get("instanceId") for r in of_type("aws:ec2/eipAssociation:EipAssociation")}
-    public_subnets = {r.id for r in of_type("aws:ec2/subnet:Subnet") if r.inputs.get("mapPublicIpOnLaunch")}
+    def of_type(typ: str) -> list[Resource]:
+        return [r for r in resources if r.type == typ]
+
+    eip_instances = {
+        r.inputs.get("instanceId") for r in of_type("aws:ec2/eipAssociation:EipAssociation")
+    }
+    public_subnets = {
+        r.id for r in of_type("aws:ec2/subnet:Subnet") if r.inputs.get("mapPublicIpOnLaunch")
+    }
     gb = 0.0
 
     servers: dict[str, list[Resource]] = {}
@@ -104,7 +124,11 @@ def estimate(resources: Iterable[Resource], region: str) -> Estimate:
         gb += inst.inputs.get("rootBlockDevice", {}).get("volumeSize", 8)
     for itype, group in sorted(servers.items()):
         hourly(f"EC2 {itype} (servers)", len(group), instance_price(itype))
-        auto_ips = sum(1 for i in group if i.inputs.get("subnetId") in public_subnets and i.id not in eip_instances)
+        auto_ips = sum(
+            1
+            for i in group
+            if i.inputs.get("subnetId") in public_subnets and i.id not in eip_instances
+        )
         hourly("public IPv4 of servers in public subnets", auto_ips, prices["public_ipv4_hourly"])
 
     templates = {r.id: r for r in of_type("aws:ec2/launchTemplate:LaunchTemplate")}
@@ -116,37 +140,82 @@ def estimate(resources: Iterable[Resource], region: str) -> Estimate:
         desired = asg.inputs.get("desiredCapacity", asg.inputs["minSize"])
         dist = policy["instancesDistribution"]
         base = min(desired, dist.get("onDemandBaseCapacity", 0))
-        on_demand = base + math.ceil((desired - base) * dist.get("onDemandPercentageAboveBaseCapacity", 100) / 100)
+        on_demand = base + math.ceil(
+            (desired - base) * dist.get("onDemandPercentageAboveBaseCapacity", 100) / 100
+        )
         spot = desired - on_demand
         price = instance_price(itype)
-        hourly(f"EC2 {itype} (agents, on-demand)", on_demand, price, f"desired {desired} of max {asg.inputs['maxSize']}")
+        hourly(
+            f"EC2 {itype} (agents, on-demand)",
+            on_demand,
+            price,
+            f"desired {desired} of max {asg.inputs['maxSize']}",
+        )
         share = prices["spot_share_of_on_demand"]
-        hourly(f"EC2 {itype} (agents, Spot)", spot, round(price * share, 5),
-               f"Spot assumed at {share:.0%} of on-demand; real Spot prices move")
+        hourly(
+            f"EC2 {itype} (agents, Spot)",
+            spot,
+            round(price * share, 5),
+            f"Spot assumed at {share:.0%} of on-demand; real Spot prices move",
+        )
         if template is not None:
-            gb += desired * sum(m["ebs"]["volumeSize"] for m in template.inputs.get("blockDeviceMappings", []))
+            gb += desired * sum(
+                m["ebs"]["volumeSize"] for m in template.inputs.get("blockDeviceMappings", [])
+            )
         if public_subnets & set(asg.inputs.get("vpcZoneIdentifiers", [])):
             hourly("public IPv4 of agents in public subnets", desired, prices["public_ipv4_hourly"])
 
     monthly("EBS gp3 root volumes", gb, "GB-month", prices["ebs_gp3_gb_month"])
-    hourly("Elastic IPs (public IPv4)", len(of_type("aws:ec2/eip:Eip")), prices["public_ipv4_hourly"])
-    hourly("NAT gateways", len(of_type("aws:ec2/natGateway:NatGateway")), prices["nat_gateway_hourly"],
-           "plus data processed per GB, not estimated")
-    nlbs = [r for r in of_type("aws:lb/loadBalancer:LoadBalancer") if r.inputs.get("loadBalancerType") == "network"]
+    hourly(
+        "Elastic IPs (public IPv4)", len(of_type("aws:ec2/eip:Eip")), prices["public_ipv4_hourly"]
+    )
+    hourly(
+        "NAT gateways",
+        len(of_type("aws:ec2/natGateway:NatGateway")),
+        prices["nat_gateway_hourly"],
+        "plus data processed per GB, not estimated",
+    )
+    nlbs = [
+        r
+        for r in of_type("aws:lb/loadBalancer:LoadBalancer")
+        if r.inputs.get("loadBalancerType") == "network"
+    ]
     hourly("network load balancers", len(nlbs), prices["nlb_hourly"])
-    hourly("NLB capacity units", len(nlbs) * prices["nlb_lcus_assumed"], prices["nlb_lcu_hourly"],
-           f"{prices['nlb_lcus_assumed']} NLCU assumed per load balancer")
+    hourly(
+        "NLB capacity units",
+        len(nlbs) * prices["nlb_lcus_assumed"],
+        prices["nlb_lcu_hourly"],
+        f"{prices['nlb_lcus_assumed']} NLCU assumed per load balancer",
+    )
     monthly("KMS keys", len(of_type("aws:kms/key:Key")), "key-month", prices["kms_key_month"])
-    monthly("Secrets Manager secrets", len(of_type("aws:secretsmanager/secret:Secret")), "secret-month",
-            prices["secrets_manager_secret_month"])
+    monthly(
+        "Secrets Manager secrets",
+        len(of_type("aws:secretsmanager/secret:Secret")),
+        "secret-month",
+        prices["secrets_manager_secret_month"],
+    )
     buckets = len(of_type("aws:s3/bucket:Bucket"))
-    monthly("S3 snapshot storage", buckets * prices["snapshot_gb_assumed"], "GB-month",
-            prices["s3_standard_gb_month"], f"{prices['snapshot_gb_assumed']} GB of snapshots assumed")
-    monthly("Route53 hosted zones", len(of_type("aws:route53/zone:Zone")), "zone-month",
-            prices["route53_zone_month"])
+    monthly(
+        "S3 snapshot storage",
+        buckets * prices["snapshot_gb_assumed"],
+        "GB-month",
+        prices["s3_standard_gb_month"],
+        f"{prices['snapshot_gb_assumed']} GB of snapshots assumed",
+    )
+    monthly(
+        "Route53 hosted zones",
+        len(of_type("aws:route53/zone:Zone")),
+        "zone-month",
+        prices["route53_zone_month"],
+    )
     repos = len(of_type("aws:ecr/repository:Repository"))
-    monthly("ECR image storage", repos * prices["ecr_gb_per_repository_assumed"], "GB-month",
-            prices["ecr_gb_month"], f"{prices['ecr_gb_per_repository_assumed']} GB per repository assumed")
+    monthly(
+        "ECR image storage",
+        repos * prices["ecr_gb_per_repository_assumed"],
+        "GB-month",
+        prices["ecr_gb_month"],
+        f"{prices['ecr_gb_per_repository_assumed']} GB per repository assumed",
+    )
     return Estimate(region, date, lines)
 
 
@@ -155,8 +224,22 @@ def eks_comparison(est: Estimate, azs: int) -> Estimate:
     of K3s servers' control-plane role, NLB and Elastic IP front door kept equal."""
     prices, date, hours = load_prices(est.region)
     lines = [line for line in est.lines if not line.item.startswith("NAT gateways")]
-    lines.append(Line("EKS control plane", 1, "hour x 730", prices["eks_control_plane_hourly"],
-                      round(prices["eks_control_plane_hourly"] * hours, 2)))
-    lines.append(Line("NAT gateways (one per AZ, EKS private nodes)", azs, "hour x 730",
-                      prices["nat_gateway_hourly"], round(azs * prices["nat_gateway_hourly"] * hours, 2)))
+    lines.append(
+        Line(
+            "EKS control plane",
+            1,
+            "hour x 730",
+            prices["eks_control_plane_hourly"],
+            round(prices["eks_control_plane_hourly"] * hours, 2),
+        )
+    )
+    lines.append(
+        Line(
+            "NAT gateways (one per AZ, EKS private nodes)",
+            azs,
+            "hour x 730",
+            prices["nat_gateway_hourly"],
+            round(azs * prices["nat_gateway_hourly"] * hours, 2),
+        )
+    )
     return Estimate(est.region, date, lines)

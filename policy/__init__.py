@@ -1,9 +1,9 @@
 """Platform guardrails: policy rules written once, run by the checker CLI, the synth and Pulumi.
 
-    from policy import PolicySettings, evaluate
-    settings = PolicySettings.from_stack_config(stack_file["config"])
-    findings = evaluate(resources, manifests, settings)
-    blocking = [f for f in findings if f.enforcement == "mandatory"]
+from policy import PolicySettings, evaluate
+settings = PolicySettings.from_stack_config(stack_file["config"])
+findings = evaluate(resources, manifests, settings)
+blocking = [f for f in findings if f.enforcement == "mandatory"]
 """
 
 from policy.engine import Finding, Manifest, evaluate

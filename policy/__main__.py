@@ -13,9 +13,14 @@ _PACK_DIR = Path(__file__).resolve().parent
 sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _PACK_DIR]
 sys.path.insert(0, str(_PACK_DIR.parent))
 
-from pulumi_policy import PolicyPack  # noqa: E402
+from pulumi_policy import PolicyPack  # noqa: E402 - after the import path is fixed
 
-from policy.pack import PACK_NAME, build_policies, initial_config, settings_from_environment  # noqa: E402
+from policy.pack import (  # noqa: E402
+    PACK_NAME,
+    build_policies,
+    initial_config,
+    settings_from_environment,
+)
 
 _settings = settings_from_environment()
 PolicyPack(

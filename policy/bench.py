@@ -59,31 +59,72 @@ def _app(app: int) -> Iterator[dict[str, Any]]:
     pod_spec: dict[str, Any] = {
         "containers": [_container(app)],
         "dnsConfig": {"options": [{"name": "single-request-reopen"}]},
-        "topologySpreadConstraints": [{
-            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
-            "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": labels},
-        }],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": labels},
+            }
+        ],
     }
     kind = "StatefulSet" if app % 7 == 0 else "Deployment"
     yield {
-        "apiVersion": "apps/v1", "kind": kind, "metadata": meta,
-        "spec": {"replicas": 1 if app % 8 == 0 else 3, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels}, "spec": pod_spec}},
+        "apiVersion": "apps/v1",
+        "kind": kind,
+        "metadata": meta,
+        "spec": {
+            "replicas": 1 if app % 8 == 0 else 3,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
     }
-    yield {"apiVersion": "v1", "kind": "Service", "metadata": meta,
-           "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]}}
+    yield {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
     if app % 9 == 0:
-        yield {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": meta,
-               "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": name},
-                        "minReplicas": 2, "maxReplicas": 6}}
+        yield {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": meta,
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": kind, "name": name},
+                "minReplicas": 2,
+                "maxReplicas": 6,
+            },
+        }
     else:
-        yield {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta,
-               "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}}
+        yield {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": meta,
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
+        }
     host = f"app-{app // 2 if app % 11 == 0 else app}.apps.example.com"
-    yield {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": meta,
-           "spec": {"rules": [{"host": host, "http": {"paths": [{
-               "path": "/", "pathType": "Prefix",
-               "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]}}
+    yield {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": meta,
+        "spec": {
+            "rules": [
+                {
+                    "host": host,
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": name, "port": {"number": 80}}},
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+    }
     yield {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"LOG_LEVEL": "info"}}
 
 
@@ -113,13 +154,20 @@ def bench_checker(objects: list[dict[str, Any]]) -> dict[str, float]:
         per_file = 5
         for start in range(0, len(objects), per_file):
             Path(tmp, f"app-{start // per_file:05d}.yaml").write_text(
-                yaml.safe_dump_all(objects[start:start + per_file], sort_keys=False)
+                yaml.safe_dump_all(objects[start : start + per_file], sort_keys=False)
             )
-        cli, status = _timed(lambda: check.main([tmp, "--format", "json"], stdout=io.StringIO()),
-                             repeat=3)
-    return {"objects": len(objects), "findings": len(findings), "evaluate_s": in_memory,
-            "evaluate_per_s": len(objects) / in_memory, "cli_s": cli,
-            "cli_per_s": len(objects) / cli, "cli_status": status}
+        cli, status = _timed(
+            lambda: check.main([tmp, "--format", "json"], stdout=io.StringIO()), repeat=3
+        )
+    return {
+        "objects": len(objects),
+        "findings": len(findings),
+        "evaluate_s": in_memory,
+        "evaluate_per_s": len(objects) / in_memory,
+        "cli_s": cli,
+        "cli_per_s": len(objects) / cli,
+        "cli_status": status,
+    }
 
 
 def bench_grpc(requests: int, stack_objects: list[dict[str, Any]]) -> dict[str, float]:
@@ -131,23 +179,40 @@ def bench_grpc(requests: int, stack_objects: list[dict[str, Any]]) -> dict[str, 
     def request(token: str, props: dict[str, Any], name: str) -> dict[str, Any]:
         struct = struct_pb2.Struct()
         struct.update(props)
-        return {"type": token, "properties": struct, "name": name,
-                "urn": f"urn:pulumi:bench::gitops-platform::{token}::{name}"}
+        return {
+            "type": token,
+            "properties": struct,
+            "name": name,
+            "urn": f"urn:pulumi:bench::gitops-platform::{token}::{name}",
+        }
 
     samples = [
-        request("aws:ec2/launchTemplate:LaunchTemplate",
-                {"metadataOptions": {"httpTokens": "optional"}}, "agents"),
-        request("aws:ec2/securityGroup:SecurityGroup", {"ingress": [
-            {"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]}]}, "sg"),
+        request(
+            "aws:ec2/launchTemplate:LaunchTemplate",
+            {"metadataOptions": {"httpTokens": "optional"}},
+            "agents",
+        ),
+        request(
+            "aws:ec2/securityGroup:SecurityGroup",
+            {
+                "ingress": [
+                    {"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]}
+                ]
+            },
+            "sg",
+        ),
         request(kubernetes_token("apps/v1", "Deployment"), stack_objects[0], "web"),
     ]
     process = subprocess.Popen(
-        [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:0", "."], cwd=PACK_DIR,
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:0", "."],
+        cwd=PACK_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     try:
         started = time.perf_counter()
-        port = int(process.stdout.readline())  # type: ignore[union-attr]
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         grpc.channel_ready_future(channel).result(timeout=30)
         stub = analyzer_pb2_grpc.AnalyzerStub(channel)
@@ -160,9 +225,11 @@ def bench_grpc(requests: int, stack_objects: list[dict[str, Any]]) -> dict[str, 
             stub.Analyze(message)
             latencies.append(time.perf_counter() - start)
         resources = [
-            analyzer_pb2.AnalyzerResource(**request(
-                kubernetes_token(obj["apiVersion"], obj["kind"]), obj,
-                f"{obj['kind']}-{index}"))
+            analyzer_pb2.AnalyzerResource(
+                **request(
+                    kubernetes_token(obj["apiVersion"], obj["kind"]), obj, f"{obj['kind']}-{index}"
+                )
+            )
             for index, obj in enumerate(stack_objects)
         ]
         stack_s, _ = _timed(
@@ -192,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack-objects", type=int, default=1_000)
     args = parser.parse_args(argv)
     objects = generate(args.objects)
-    results = {"checker": bench_checker(objects),
-               "grpc": bench_grpc(args.requests, generate(args.stack_objects))}
+    results = {
+        "checker": bench_checker(objects),
+        "grpc": bench_grpc(args.requests, generate(args.stack_objects)),
+    }
     json.dump(results, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

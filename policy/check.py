@@ -47,7 +47,8 @@ def _yaml_files(path: Path) -> list[Path]:
         found
         for pattern in ("*.yaml", "*.yml")
         for found in path.rglob(pattern)
-        if found.is_file() and not any(part.startswith(".") for part in found.relative_to(path).parts)
+        if found.is_file()
+        and not any(part.startswith(".") for part in found.relative_to(path).parts)
     )
 
 
@@ -101,7 +102,9 @@ def settings_from_args(args: argparse.Namespace) -> PolicySettings:
 def _text_report(findings: list[Finding], objects: int, files: int, out: TextIO) -> None:
     by_subject: dict[tuple[str, str | None], list[Finding]] = {}
     for finding in findings:
-        by_subject.setdefault((finding.urn or finding.object or "", finding.source), []).append(finding)
+        by_subject.setdefault((finding.urn or finding.object or "", finding.source), []).append(
+            finding
+        )
     width = max((len(f.rule) for f in findings), default=0)
     for (subject, source), group in by_subject.items():
         out.write(f"{subject}" + (f"  ({source})" if source else "") + "\n")
@@ -113,8 +116,7 @@ def _text_report(findings: list[Finding], objects: int, files: int, out: TextIO)
     violated = list(dict.fromkeys(f.rule for f in findings))
     if violated:
         out.write("How to fix:\n")
-        for rule_id in violated:
-            out.write(f"  {rule_id}: {RULES_BY_ID[rule_id].remediation}\n")
+        out.writelines(f"  {rule_id}: {RULES_BY_ID[rule_id].remediation}\n" for rule_id in violated)
         out.write("\n")
     mandatory = sum(f.enforcement is Enforcement.MANDATORY for f in findings)
     out.write(
@@ -152,7 +154,8 @@ def main(
         "--config", type=Path, help="policy config file: {rule-id: level | {enforcementLevel, ...}}"
     )
     parser.add_argument(
-        "--stack", type=Path,
+        "--stack",
+        type=Path,
         help="stack file (stacks/Pulumi.<stack>.yaml): platform:policy, production, target",
     )
     parser.add_argument(

@@ -119,8 +119,10 @@ def entry_settings(entry: Mapping[str, Any]) -> PolicySettings:
     parameters = entry.get("constraint_parameters") or {}
     config: dict[str, dict[str, Any]] = {}
     if tool == "kube-score":
-        ignored = {"cpu": "IgnoreContainerCpuLimitRequirement",
-                   "memory": "IgnoreContainerMemoryLimitRequirement"}
+        ignored = {
+            "cpu": "IgnoreContainerCpuLimitRequirement",
+            "memory": "IgnoreContainerMemoryLimitRequirement",
+        }
         if any(flag in run for flag in ignored.values()):
             config["resources-requests-limits"] = {
                 "limits": [resource for resource, flag in ignored.items() if not run.get(flag)]
@@ -129,7 +131,8 @@ def entry_settings(entry: Mapping[str, Any]) -> PolicySettings:
             config["replicas-min-2"] = {"minReplicas": run["MinReplicasDeployment"]}
     elif check == "k8srequiredresources":
         config["resources-requests-limits"] = {
-            "requests": parameters.get("requests", []), "limits": parameters.get("limits", [])
+            "requests": parameters.get("requests", []),
+            "limits": parameters.get("limits", []),
         }
     elif check == "k8scontainerratios":
         ratio = float(parameters["ratio"])
@@ -141,11 +144,13 @@ def entry_settings(entry: Mapping[str, Any]) -> PolicySettings:
     elif check == "k8sreplicalimits":
         limits = parameters["ranges"][0]
         config["replicas-min-2"] = {
-            "minReplicas": limits["min_replicas"], "maxReplicas": limits["max_replicas"]
+            "minReplicas": limits["min_replicas"],
+            "maxReplicas": limits["max_replicas"],
         }
     elif check == "k8sdisallowedtags":
         config["no-latest-tag"] = {
-            "disallowedTags": parameters["tags"], "exemptImages": parameters.get("exemptImages", [])
+            "disallowedTags": parameters["tags"],
+            "exemptImages": parameters.get("exemptImages", []),
         }
     return PolicySettings.from_policy_config(config)
 
@@ -177,8 +182,14 @@ def entry_inputs(
             # pulumi-policy-opa fixtures: one resource's properties plus its type and name.
             props = json.loads(path.read_text(encoding="utf-8"))
             token, resource_name = props.pop("type"), props.pop("__name")
-            resources.append({"type": token, "name": resource_name, "props": props,
-                              "urn": f"urn:pulumi:corpus::opa::{token}::{resource_name}"})
+            resources.append(
+                {
+                    "type": token,
+                    "name": resource_name,
+                    "props": props,
+                    "urn": f"urn:pulumi:corpus::opa::{token}::{resource_name}",
+                }
+            )
             continue
         for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if isinstance(document, dict):
@@ -197,7 +208,9 @@ def kube_score_ignore_map(index: Mapping[str, Any]) -> dict[str, list[str]]:
     }
 
 
-def run_entry(entry: Mapping[str, Any], corpus: Path, ignore_map: Mapping[str, list[str]]) -> Outcome:
+def run_entry(
+    entry: Mapping[str, Any], corpus: Path, ignore_map: Mapping[str, list[str]]
+) -> Outcome:
     """Our verdict on one entry: fail when any mapped rule reports anything."""
     resources, manifests = entry_inputs(entry, corpus, ignore_map)
     findings = evaluate(resources, manifests, entry_settings(entry), rules=mapped_rules(entry))
@@ -217,6 +230,7 @@ def run_corpus(corpus: Path, relations: Sequence[str]) -> list[Outcome]:
 
 def render(corpus: Path) -> str:
     """The markdown comparison for stricter / looser / partial entries."""
+    exact = run_corpus(corpus, ("exact",))
     outcomes = run_corpus(corpus, COMPARED)
     checks: dict[tuple[str, str, str], list[Outcome]] = {}
     for outcome in outcomes:
@@ -225,8 +239,12 @@ def render(corpus: Path) -> str:
             outcome
         )
     lines = [
-        f"{len(outcomes)} entries compared; {sum(o.agrees for o in outcomes)} give the same "
-        "verdict, the rest differ as listed.",
+        f"`exact` entries: {sum(o.agrees for o in exact)} of {len(exact)} agree with upstream.",
+        "",
+        (
+            f"`stricter`, `looser` and `partial` entries: {sum(o.agrees for o in outcomes)} of "
+            f"{len(outcomes)} give the upstream verdict; the others differ as listed."
+        ),
         "",
         "| upstream check | relation | our rule | entries | same verdict | how upstream differs |",
         "|---|---|---|---:|---:|---|",
@@ -267,8 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     table = render(args.corpus)
     if args.write:
-        args.write.write_text(replace_section(args.write.read_text(encoding="utf-8"), table),
-                              encoding="utf-8")
+        args.write.write_text(
+            replace_section(args.write.read_text(encoding="utf-8"), table), encoding="utf-8"
+        )
     else:
         sys.stdout.write(table)
     return 0

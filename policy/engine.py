@@ -53,12 +53,16 @@ class Finding:
     def to_dict(self) -> dict[str, str]:
         """The `policy.json` entry: rule, enforcement, urn or object, message."""
         where = {"urn": self.urn} if self.urn else {"object": self.object or ""}
-        return {"rule": self.rule, "enforcement": self.enforcement.value, **where,
-                "message": self.message}
+        return {
+            "rule": self.rule,
+            "enforcement": self.enforcement.value,
+            **where,
+            "message": self.message,
+        }
 
 
 def kubernetes_token(api_version: str, kind: str) -> str:
-    """The Pulumi type token of a Kubernetes kind: apps/v1 Deployment -> kubernetes:apps/v1:Deployment."""
+    """The Pulumi type token of a kind: (apps/v1, Deployment) -> kubernetes:apps/v1:Deployment."""
     module = api_version if "/" in api_version else f"core/{api_version}"
     return f"kubernetes:{module}:{kind}"
 
@@ -101,8 +105,9 @@ def item_from_resource(resource: Mapping[str, Any]) -> Item:
 
 def items_from_manifest(manifest: Mapping[str, Any] | Manifest) -> list[Item]:
     """Items for a Kubernetes object (a `kind: List` yields its members); [] for non-objects."""
-    obj, source = (manifest.obj, manifest.source) if isinstance(manifest, Manifest) else (
-        manifest, None)
+    obj, source = (
+        (manifest.obj, manifest.source) if isinstance(manifest, Manifest) else (manifest, None)
+    )
     kind, api_version = obj.get("kind"), obj.get("apiVersion")
     if not isinstance(kind, str) or not kind:
         return []
@@ -115,13 +120,23 @@ def items_from_manifest(manifest: Mapping[str, Any] | Manifest) -> list[Item]:
         ]
     token = kubernetes_token(api_version if isinstance(api_version, str) else "v1", kind)
     name = dig(obj, "metadata", "name")
-    return [Item(type=token, props=obj, kind=kind, name=name if isinstance(name, str) else "",
-                 source=source)]
+    return [
+        Item(
+            type=token,
+            props=obj,
+            kind=kind,
+            name=name if isinstance(name, str) else "",
+            source=source,
+        )
+    ]
 
 
 def _ignored_rules(item: Item) -> set[str]:
     if item.kind:
-        places = [item.metadata.get("annotations"), dig(pod_template(item), "metadata", "annotations")]
+        places = [
+            item.metadata.get("annotations"),
+            dig(pod_template(item), "metadata", "annotations"),
+        ]
     else:
         places = [item.props.get("tags")]
     return {
@@ -132,15 +147,17 @@ def _ignored_rules(item: Item) -> set[str]:
     }
 
 
-def run_rule(rule: Rule, inventory: Inventory, params: Params, stack: StackInfo) -> Iterator[Violation]:
+def run_rule(
+    rule: Rule, inventory: Inventory, params: Params, stack: StackInfo
+) -> Iterator[Violation]:
     """The rule's violations over the inventory, minus items that opted out of it."""
     if rule.scope is Scope.STACK:
-        violations: Iterable[Violation] = rule.check(inventory, params, stack)  # type: ignore[arg-type]
+        violations: Iterable[Violation] = rule.check(inventory, params, stack)
     else:
         violations = (
             violation
             for item in inventory.of(*rule.targets)
-            for violation in rule.check(item, params, stack)  # type: ignore[arg-type]
+            for violation in rule.check(item, params, stack)
         )
     for violation in violations:
         if rule.id not in _ignored_rules(violation.subject):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 T = TypeVar("T")
 
@@ -24,7 +24,7 @@ class Unknown:
 
     _instance: Unknown | None = None
 
-    def __new__(cls) -> Unknown:
+    def __new__(cls) -> Self:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -84,7 +84,7 @@ class Item:
     """One object the rules look at: a Kubernetes object or a cloud resource."""
 
     type: str
-    """Pulumi type token; for a manifest, the token Pulumi would give it (`kubernetes:apps/v1:Deployment`)."""
+    """Pulumi type token; a manifest gets the one Pulumi would give it (kubernetes:apps/v1:...)."""
     props: Mapping[str, Any]
     """The Kubernetes object itself, or the resource's properties (engine camelCase names)."""
     kind: str | None = None

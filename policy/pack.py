@@ -68,8 +68,12 @@ def _element(container: Any, key: Any) -> Any:
 
 
 def _resource_of(args: ResourceValidationArgs) -> dict[str, Any]:
-    return {"type": args.resource_type, "urn": args.urn, "name": args.name,
-            "props": to_plain(args.props)}
+    return {
+        "type": args.resource_type,
+        "urn": args.urn,
+        "name": args.name,
+        "props": to_plain(args.props),
+    }
 
 
 def _stack_resource(resource: PolicyResource) -> dict[str, Any]:
@@ -89,37 +93,35 @@ Validate = Callable[[Any, ReportViolation], None]
 
 
 def _validator(rule: Rule, settings: PolicySettings, advisory_tier: bool) -> Validate:
-    def validate(args: ResourceValidationArgs | StackValidationArgs, report: ReportViolation) -> None:
+    def validate(
+        args: ResourceValidationArgs | StackValidationArgs, report: ReportViolation
+    ) -> None:
         # Configure'd properties already include the stack's values (published as initial config)
         # and any --policy-pack-config on top; without Configure the stack's values apply.
         params = settings.params(rule.id, args.get_config())
         if isinstance(args, StackValidationArgs):
-            resources = [_stack_resource(resource) for resource in args.resources]
+            resources, whole_stack = [_stack_resource(r) for r in args.resources], True
         else:
-            resources = [_resource_of(args)]
+            resources, whole_stack = [_resource_of(args)], False
         inventory = Inventory(item_from_resource(resource) for resource in resources)
         for violation in run_rule(rule, inventory, params, settings.stack):
-            if violation.advisory != advisory_tier:
-                continue
-            if isinstance(args, StackValidationArgs):
-                report(violation.message, violation.subject.urn)
-            else:
-                report(violation.message, None)
+            if violation.advisory == advisory_tier:
+                # A stack policy names the offending resource; a resource policy is about its own.
+                report(violation.message, violation.subject.urn if whole_stack else None)
 
     return validate
 
 
 def _policy(rule: Rule, settings: PolicySettings, *, advisory_tier: bool) -> Policy:
-    level = settings.enforcement(rule.id)
+    level = LEVELS[settings.enforcement(rule.id)]
+    if advisory_tier and level is not EnforcementLevel.DISABLED:
+        level = EnforcementLevel.ADVISORY
     schema = rule.params.model_json_schema(by_alias=True).get("properties")
     common: dict[str, Any] = {
         "name": rule.id + (ADVISORY_SUFFIX if advisory_tier else ""),
         "description": rule.description,
         "validate": _validator(rule, settings, advisory_tier),
-        "enforcement_level": (
-            LEVELS[level] if not advisory_tier or level is Enforcement.DISABLED
-            else EnforcementLevel.ADVISORY
-        ),
+        "enforcement_level": level,
         "config_schema": PolicyConfigSchema(properties=schema) if schema else None,
         "remediation_steps": rule.remediation,
     }

@@ -31,18 +31,14 @@ _QUANTITY_RE = re.compile(
 )
 
 
-def parse_quantity(value: str | int | float) -> Decimal:
+def parse_quantity(value: str | float) -> Decimal:
     """Return the quantity's value in base units (cores, bytes); raise ValueError if malformed."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity")
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         try:
             return Decimal(str(value))
         except InvalidOperation:
             raise ValueError(f"{value!r} is not a Kubernetes quantity") from None
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity")
-    match = _QUANTITY_RE.match(value.strip())
+    match = _QUANTITY_RE.match(value.strip()) if isinstance(value, str) else None
     if match is None:
         raise ValueError(f"{value!r} is not a Kubernetes quantity such as 250m, 512Mi or 2")
     number = Decimal(match["number"])

@@ -156,9 +156,7 @@ class PolicySettings(BaseModel):
                 overrides[key] = RuleOverride(enforcement=enforcement, params=params)
         if issues:
             raise PolicyConfigError(issues)
-        return cls(
-            production=production, aws=aws, default_enforcement=default, overrides=overrides
-        )
+        return cls(production=production, aws=aws, default_enforcement=default, overrides=overrides)
 
     @classmethod
     def from_stack_config(cls, stack_config: Mapping[str, Any]) -> PolicySettings:
@@ -170,7 +168,9 @@ class PolicySettings(BaseModel):
         production = _decode(stack_config.get("platform:production", False))
         target = _decode(stack_config.get("platform:target", "aws"))
         if not isinstance(production, bool):
-            raise PolicyConfigError([f"platform:production: expected true or false, got {production!r}"])
+            raise PolicyConfigError(
+                [f"platform:production: expected true or false, got {production!r}"]
+            )
         return cls.from_policy_config(
             _decode(stack_config.get(STACK_KEY)),
             production=production,

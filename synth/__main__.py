@@ -15,7 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m synth", description=__doc__)
     parser.add_argument("--stack", default="dev", help="stack name (stacks/Pulumi.<stack>.yaml)")
     parser.add_argument("--out", type=Path, help="output folder (default build/synth/<stack>)")
-    parser.add_argument("--stack-file", type=Path, help="stack file to use instead of stacks/Pulumi.<stack>.yaml")
+    parser.add_argument(
+        "--stack-file", type=Path, help="stack file to use instead of stacks/Pulumi.<stack>.yaml"
+    )
     args = parser.parse_args(argv)
     out = args.out or REPO / "build" / "synth" / args.stack
     start = time.monotonic()
@@ -25,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"synth: {exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:
-        print(f"synth: {args.stack_file or f'stacks/Pulumi.{args.stack}.yaml'}: {exc}", file=sys.stderr)
+        print(
+            f"synth: {args.stack_file or f'stacks/Pulumi.{args.stack}.yaml'}: {exc}",
+            file=sys.stderr,
+        )
         return 2
     write(result, out)
     print(

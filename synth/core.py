@@ -87,10 +87,18 @@ def synthesize(stack: str, path: Path | None = None) -> SynthResult:
     pulumi.runtime.set_all_config(
         {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}, secret_keys
     )
-    _sync_await(run_pulumi_func(lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__")))
+    _sync_await(
+        run_pulumi_func(lambda: runpy.run_path(str(REPO / "__main__.py"), run_name="__main__"))
+    )
     outputs = _stack_outputs()
-    return SynthResult(stack, project, cfg, sorted(monitor.registrations, key=lambda r: r.urn), outputs,
-                       mocks.secret_values)
+    return SynthResult(
+        stack,
+        project,
+        cfg,
+        sorted(monitor.registrations, key=lambda r: r.urn),
+        outputs,
+        mocks.secret_values,
+    )
 
 
 def _stack_outputs() -> dict[str, Any]:
@@ -115,15 +123,17 @@ def node_user_data(result: SynthResult) -> dict[str, str]:
     found: dict[str, str] = {}
     for reg in result.registrations:
         if reg.type == "aws:ec2/instance:Instance":
-            kind, text = reg.inputs.get("tags", {}).get("platform:node-kind"), reg.inputs.get("userData")
+            kind, text = (
+                reg.inputs.get("tags", {}).get("platform:node-kind"),
+                reg.inputs.get("userData"),
+            )
         elif reg.type == "aws:ec2/launchTemplate:LaunchTemplate":
             kind = reg.inputs.get("tags", {}).get("platform:node-kind")
             text = base64.b64decode(reg.inputs.get("userData", "")).decode()
         else:
             continue
-        if kind and text:
-            if found.setdefault(kind, text) != text:
-                raise ValueError(f"instances of node kind {kind} have different user data")
+        if kind and text and found.setdefault(kind, text) != text:
+            raise ValueError(f"instances of node kind {kind} have different user data")
     return found
 
 
@@ -132,7 +142,9 @@ def kubernetes_objects(result: SynthResult) -> list[tuple[Registration, dict]]:
     return [
         (reg, reg.inputs)
         for reg in result.registrations
-        if reg.custom and reg.type.startswith("kubernetes:") and not reg.type.startswith(K8S_NOT_OBJECTS)
+        if reg.custom
+        and reg.type.startswith("kubernetes:")
+        and not reg.type.startswith(K8S_NOT_OBJECTS)
     ]
 
 
@@ -154,7 +166,7 @@ def helm_releases(result: SynthResult) -> list[tuple[dict, dict]]:
 
 def _dot(result: SynthResult) -> str:
     ids = {r.urn: f"n{i}" for i, r in enumerate(result.registrations)}
-    lines = ["digraph resources {", "  rankdir=LR;", '  node [shape=box, fontsize=10];']
+    lines = ["digraph resources {", "  rankdir=LR;", "  node [shape=box, fontsize=10];"]
     for reg in result.registrations:
         shape = "box" if reg.custom else "folder"
         lines.append(f'  {ids[reg.urn]} [label="{reg.name}\\n{reg.type}", shape={shape}];')
@@ -175,8 +187,17 @@ def write(result: SynthResult, out: Path) -> None:
     (out / "cloud-init").mkdir(parents=True)
     (out / "manifests").mkdir()
     resources = [
-        {"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "custom": r.custom,
-         "provider": r.provider, "dependsOn": r.depends_on, "protect": r.protect, "inputs": r.inputs}
+        {
+            "urn": r.urn,
+            "type": r.type,
+            "name": r.name,
+            "parent": r.parent,
+            "custom": r.custom,
+            "provider": r.provider,
+            "dependsOn": r.depends_on,
+            "protect": r.protect,
+            "inputs": r.inputs,
+        }
         for r in result.registrations
     ]
     (out / "resources.json").write_text(
@@ -187,20 +208,28 @@ def write(result: SynthResult, out: Path) -> None:
         (out / "cloud-init" / f"{kind}.yaml").write_text(text)
     for reg, obj in kubernetes_objects(result):
         meta = obj.get("metadata") or {}
-        parts = [obj.get("kind", reg.type.rsplit(":", 1)[-1]), meta.get("namespace"), meta.get("name") or reg.name]
+        parts = [
+            obj.get("kind", reg.type.rsplit(":", 1)[-1]),
+            meta.get("namespace"),
+            meta.get("name") or reg.name,
+        ]
         filename = "-".join(p for p in parts if p).lower() + ".yaml"
         (out / "manifests" / filename).write_text(yaml.safe_dump(obj, sort_keys=True))
     releases = helm_releases(result)
     (out / "helm").mkdir()
     (out / "helm" / "releases.json").write_text(_json([entry for entry, _ in releases]))
     for entry, values in releases:
-        (out / "helm" / f"{entry['name']}.values.yaml").write_text(yaml.safe_dump(values, sort_keys=True))
+        (out / "helm" / f"{entry['name']}.values.yaml").write_text(
+            yaml.safe_dump(values, sort_keys=True)
+        )
     (out / "graph.dot").write_text(_dot(result))
     (out / "summary.txt").write_text(summary(result))
     (out / "cost.json").write_text(_json(cost_of(result)))
     dot = shutil.which("dot")
     if dot:
-        subprocess.run([dot, "-Tsvg", "-o", str(out / "graph.svg"), str(out / "graph.dot")], check=True)
+        subprocess.run(
+            [dot, "-Tsvg", "-o", str(out / "graph.svg"), str(out / "graph.dot")], check=True
+        )
 
 
 def cost_resources(result: SynthResult) -> list[cost.Resource]:
@@ -211,16 +240,27 @@ def cost_of(result: SynthResult) -> dict[str, Any]:
     """`cost.json`: the monthly estimate, or why there is none."""
     region = result.config.aws_region
     if region is None:
-        return {"region": None, "currency": "USD", "monthlyTotal": 0, "lines": [],
-                "note": "no AWS resources: the stack targets an existing cluster"}
+        return {
+            "region": None,
+            "currency": "USD",
+            "monthlyTotal": 0,
+            "lines": [],
+            "note": "no AWS resources: the stack targets an existing cluster",
+        }
     try:
         return cost.estimate(cost_resources(result), region).to_dict()
     except cost.UnknownPrice as exc:
-        return {"region": region, "currency": "USD", "monthlyTotal": None, "lines": [], "error": str(exc)}
+        return {
+            "region": region,
+            "currency": "USD",
+            "monthlyTotal": None,
+            "lines": [],
+            "error": str(exc),
+        }
 
 
 def summary(result: SynthResult) -> str:
-    """What the stack creates, grouped by the component at the top of each resource's parent chain."""
+    """What the stack creates, grouped by the top component of each resource's parent chain."""
     by_urn = {r.urn: r for r in result.registrations}
 
     def owner(reg: Registration) -> str:

@@ -1,5 +1,5 @@
-"""Pulumi mock runtime for the offline synth: answers every resource and invoke the program makes with
-realistic, deterministic AWS-shaped values, and records what the program asked for."""
+"""Pulumi mock runtime for the offline synth: answers every resource and invoke the program makes
+with realistic, deterministic AWS-shaped values, and records what the program asked for."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pulumi.runtime.sync_await import _sync_await
 
 ACCOUNT_ID = "123456789012"
 SECRET = "[secret]"
-_SECRET_SIG = rpc._special_secret_sig  # noqa: SLF001 - the wire marker of a secret value
-_SIG = rpc._special_sig_key  # noqa: SLF001
+_SECRET_SIG = rpc._special_secret_sig
+_SIG = rpc._special_sig_key
 
 
 def _digest(*parts: str, length: int = 17) -> str:
@@ -140,13 +140,20 @@ def _eip(m, a, _o):
 
 def _instance(m, a, o):
     rid = f"i-{_digest(a.name)}"
-    return rid, {"arn": m.arn("ec2", f"instance/{rid}"), "privateIp": o.get("privateIp", "10.0.0.10"),
-                 "instanceState": "running"}
+    return rid, {
+        "arn": m.arn("ec2", f"instance/{rid}"),
+        "privateIp": o.get("privateIp", "10.0.0.10"),
+        "instanceState": "running",
+    }
 
 
 def _launch_template(m, a, _o):
     rid = f"lt-{_digest(a.name)}"
-    return rid, {"arn": m.arn("ec2", f"launch-template/{rid}"), "latestVersion": 1, "defaultVersion": 1}
+    return rid, {
+        "arn": m.arn("ec2", f"launch-template/{rid}"),
+        "latestVersion": 1,
+        "defaultVersion": 1,
+    }
 
 
 def _load_balancer(m, a, _o):
@@ -174,8 +181,12 @@ def _kms_key(m, a, _o):
 
 def _bucket(m, a, o):
     name = o.get("bucket") or f"{o.get('bucketPrefix', a.name)}{_digest(a.name, length=12)}"
-    return name, {"bucket": name, "arn": f"arn:aws:s3:::{name}",
-                  "bucketDomainName": f"{name}.s3.amazonaws.com", "region": m.region}
+    return name, {
+        "bucket": name,
+        "arn": f"arn:aws:s3:::{name}",
+        "bucketDomainName": f"{name}.s3.amazonaws.com",
+        "region": m.region,
+    }
 
 
 def _secret_resource(m, a, o):
@@ -187,16 +198,22 @@ def _secret_resource(m, a, o):
 def _iam_named(kind: str):
     def make(m, a, o):
         name = o.get("name") or f"{a.name}-{_digest(a.name, length=7)}"
-        return name, {"name": name, "arn": m.arn("iam", f"{kind}/{name}", region=False),
-                      "uniqueId": f"AROA{_digest(a.name, length=17).upper()}"}
+        return name, {
+            "name": name,
+            "arn": m.arn("iam", f"{kind}/{name}", region=False),
+            "uniqueId": f"AROA{_digest(a.name, length=17).upper()}",
+        }
 
     return make
 
 
 def _ecr_repository(m, a, o):
     name = o.get("name", a.name)
-    return name, {"arn": m.arn("ecr", f"repository/{name}"), "registryId": ACCOUNT_ID,
-                  "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{m.region}.amazonaws.com/{name}"}
+    return name, {
+        "arn": m.arn("ecr", f"repository/{name}"),
+        "registryId": ACCOUNT_ID,
+        "repositoryUrl": f"{ACCOUNT_ID}.dkr.ecr.{m.region}.amazonaws.com/{name}",
+    }
 
 
 def _private_key(m, a, _o):
@@ -271,27 +288,50 @@ _OUTPUTS = {
 def _zones(m: SynthMocks, _args: dict) -> dict:
     names = [f"{m.region}{s}" for s in "abc"]
     short = "".join(part[0] for part in m.region.split("-")[:-1]) + m.region.rsplit("-", 1)[1]
-    return {"id": m.region, "names": names, "zoneIds": [f"{short}-az{i}" for i in (1, 2, 3)],
-            "groupNames": [m.region] * 3, "state": "available"}
+    return {
+        "id": m.region,
+        "names": names,
+        "zoneIds": [f"{short}-az{i}" for i in (1, 2, 3)],
+        "groupNames": [m.region] * 3,
+        "state": "available",
+    }
 
 
 def _ami(m: SynthMocks, args: dict) -> dict:
-    arch = next((f["values"][0] for f in args.get("filters", []) if f["name"] == "architecture"), "x86_64")
+    arch = next(
+        (f["values"][0] for f in args.get("filters", []) if f["name"] == "architecture"), "x86_64"
+    )
     name = f"al2023-ami-2023.9.20251110.1-kernel-6.12-{arch}"
     image = f"ami-{_digest(name)}"
-    return {"id": image, "imageId": image, "name": name, "architecture": arch, "ownerId": "137112412989",
-            "rootDeviceName": "/dev/xvda", "virtualizationType": "hvm", "mostRecent": True}
+    return {
+        "id": image,
+        "imageId": image,
+        "name": name,
+        "architecture": arch,
+        "ownerId": "137112412989",
+        "rootDeviceName": "/dev/xvda",
+        "virtualizationType": "hvm",
+        "mostRecent": True,
+    }
 
 
 def _subnet(m: SynthMocks, args: dict) -> dict:
     sid = args.get("id", "subnet-0")
-    return {"id": sid, "cidrBlock": f"10.99.{int(_digest(sid, length=2), 16) % 250}.0/24",
-            "availabilityZone": f"{m.region}a", "vpcId": "vpc-0existing"}
+    return {
+        "id": sid,
+        "cidrBlock": f"10.99.{int(_digest(sid, length=2), 16) % 250}.0/24",
+        "availabilityZone": f"{m.region}a",
+        "vpcId": "vpc-0existing",
+    }
 
 
 def _caller(m: SynthMocks, _args: dict) -> dict:
-    return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/deployer",
-            "id": ACCOUNT_ID, "userId": "AIDAEXAMPLE"}
+    return {
+        "accountId": ACCOUNT_ID,
+        "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/deployer",
+        "id": ACCOUNT_ID,
+        "userId": "AIDAEXAMPLE",
+    }
 
 
 _INVOKES = {
@@ -310,7 +350,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.registrations: list[Registration] = []
 
-    def RegisterResource(self, request):  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request):
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
@@ -335,7 +375,10 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         if not secret_keys:
             return response
         state = self.resources[response.urn].state
-        marked = {k: (_secret(v) if k in secret_keys and not _is_secret(v) else v) for k, v in state.items()}
+        marked = {
+            k: (_secret(v) if k in secret_keys and not _is_secret(v) else v)
+            for k, v in state.items()
+        }
         for key in secret_keys & state.keys():
             value = marked[key]["value"]
             if isinstance(value, str) and value:

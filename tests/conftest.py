@@ -26,7 +26,9 @@ def require_tool(name: str) -> str:
 def require_shared(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is absent: the shared reference folder only exists beside the project in CI")
+        pytest.skip(
+            f"{path} is absent: the shared reference folder only exists beside the project in CI"
+        )
     return path
 
 

@@ -29,8 +29,15 @@ def test_chart_pins_are_exact(name):
     assert pin.repo.startswith("https://")
 
 
-@pytest.mark.parametrize("version,ok", [(versions.K3S_VERSION, True), ("v1.32.9+k3s1", True),
-                                        ("v1.35.0+k3s1", False), ("v1.31.1+k3s1", False)])
+@pytest.mark.parametrize(
+    "version,ok",
+    [
+        (versions.K3S_VERSION, True),
+        ("v1.32.9+k3s1", True),
+        ("v1.35.0+k3s1", False),
+        ("v1.31.1+k3s1", False),
+    ],
+)
 def test_config_follows_rancher_range(version, ok):
     raw = yaml.safe_load((REPO / "stacks/Pulumi.dev.yaml").read_text())["config"]
     raw["platform:cluster"] = {**raw["platform:cluster"], "k3sVersion": version}
@@ -52,6 +59,6 @@ def test_pins_match_the_upstream_chart_metadata(name):
 
 def test_rancher_upstream_allows_our_kubernetes():
     text = require_shared("chart-schemas", "rancher", "Chart.yaml").read_text()
-    match = re.search(r"^kubeVersion: < (\d+\.\d+)\.\d+-0$", text, re.M)
+    match = re.search(r"^kubeVersion: < (\d+\.\d+)\.\d+-0$", text, re.MULTILINE)
     assert match, "Rancher's Chart.yaml states an upper kubeVersion bound"
     assert versions.minor_tuple(versions.kubernetes_minor()) < versions.minor_tuple(match[1])

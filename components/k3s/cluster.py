@@ -1,5 +1,5 @@
-"""The K3s cluster on EC2: servers with fixed addresses, agents in an Auto Scaling group, a stable API
-endpoint, the snapshot bucket, the KMS key, and the kubernetes Provider the platform layer uses."""
+"""The K3s cluster on EC2: servers with fixed addresses, agents in an Auto Scaling group, a stable
+API endpoint, the snapshot bucket, the KMS key, and the kubernetes Provider the platform uses."""
 
 from __future__ import annotations
 
@@ -29,7 +29,10 @@ from components.network import Network, fixed_address
 
 API_PORT = 6443
 INGRESS_PORTS = (80, 443)
-AMI_NAME = {"x86_64": "al2023-ami-2023.*-kernel-6.12-x86_64", "arm64": "al2023-ami-2023.*-kernel-6.12-arm64"}
+AMI_NAME = {
+    "x86_64": "al2023-ami-2023.*-kernel-6.12-x86_64",
+    "arm64": "al2023-ami-2023.*-kernel-6.12-arm64",
+}
 # IMDSv2 only. Hop limit 2 lets pods reach IMDS through the extra network hop of the container
 # network, which Vault's awskms seal and cert-manager's Route53 solver need for the node role's
 # credentials; with 1 their requests silently time out. User data therefore holds no secret.
@@ -43,7 +46,11 @@ EC2_ASSUME_ROLE = json.dumps(
     {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
         ],
     }
 )
@@ -95,8 +102,12 @@ class K3sCluster(pulumi.ComponentResource):
         stateful = pulumi.ResourceOptions(parent=self, protect=True)
 
         self.pki = ClusterPki(f"{name}-pki", ClusterPkiArgs(cluster_name=name), opts=child)
-        server_password = random.RandomPassword(f"{name}-token", length=48, special=False, opts=child)
-        agent_password = random.RandomPassword(f"{name}-agent-token", length=48, special=False, opts=child)
+        server_password = random.RandomPassword(
+            f"{name}-token", length=48, special=False, opts=child
+        )
+        agent_password = random.RandomPassword(
+            f"{name}-agent-token", length=48, special=False, opts=child
+        )
 
         self.kms_key = aws.kms.Key(
             f"{name}-kms",
@@ -105,14 +116,25 @@ class K3sCluster(pulumi.ComponentResource):
             deletion_window_in_days=30,
             opts=stateful,
         )
-        aws.kms.Alias(f"{name}-kms-alias", name=f"alias/{name}-vault-unseal", target_key_id=self.kms_key.key_id, opts=child)
+        aws.kms.Alias(
+            f"{name}-kms-alias",
+            name=f"alias/{name}-vault-unseal",
+            target_key_id=self.kms_key.key_id,
+            opts=child,
+        )
         self.bucket = self._snapshot_bucket(stateful, child)
 
         root = self.pki.root_cert_pem
         server_secret_value = pulumi.Output.secret(
-            pulumi.Output.all(root, server_password.result, agent_password.result, self.pki.server_files).apply(
+            pulumi.Output.all(
+                root, server_password.result, agent_password.result, self.pki.server_files
+            ).apply(
                 lambda a: json.dumps(
-                    {"token": secure_token(a[0], "server", a[1]), "agentToken": a[2], "caFiles": a[3]},
+                    {
+                        "token": secure_token(a[0], "server", a[1]),
+                        "agentToken": a[2],
+                        "caFiles": a[3],
+                    },
                     sort_keys=True,
                 )
             )
@@ -131,7 +153,9 @@ class K3sCluster(pulumi.ComponentResource):
         agent_profile, self._agent_role = self._node_role(
             "agent",
             agent_secret.arn.apply(
-                lambda arn: [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arn}]
+                lambda arn: [
+                    {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arn}
+                ]
             ),
             args.extra_node_policy_arns,
         )
@@ -152,11 +176,22 @@ class K3sCluster(pulumi.ComponentResource):
             tags={"Name": f"{name}-nodes"},
             opts=child,
         )
-        self._rule("nodes-self", self.nodes_sg, "-1", 0, 0, source_sg=self.nodes_sg.id,
-                   description="node to node: flannel VXLAN, kubelet, etcd, API")
+        self._rule(
+            "nodes-self",
+            self.nodes_sg,
+            "-1",
+            0,
+            0,
+            source_sg=self.nodes_sg.id,
+            description="node to node: flannel VXLAN, kubelet, etcd, API",
+        )
         aws.vpc.SecurityGroupEgressRule(
-            f"{name}-nodes-egress", security_group_id=self.nodes_sg.id, ip_protocol="-1",
-            cidr_ipv4="0.0.0.0/0", description="updates, images, AWS APIs", opts=child,
+            f"{name}-nodes-egress",
+            security_group_id=self.nodes_sg.id,
+            ip_protocol="-1",
+            cidr_ipv4="0.0.0.0/0",
+            description="updates, images, AWS APIs",
+            opts=child,
         )
 
         self.server_ips = self._server_addresses()
@@ -164,7 +199,9 @@ class K3sCluster(pulumi.ComponentResource):
         api_host, tls_sans, self.ingress_ip, target_groups = endpoint
 
         snapshots = pulumi.Output.all(self.bucket.bucket).apply(
-            lambda a: EtcdSnapshots(a[0], args.region, cfg.etcd_snapshots.schedule, cfg.etcd_snapshots.retention)
+            lambda a: EtcdSnapshots(
+                a[0], args.region, cfg.etcd_snapshots.schedule, cfg.etcd_snapshots.retention
+            )
         )
         server_config = pulumi.Output.all(tls_sans, self.server_ips, snapshots).apply(
             lambda a: self._node_config(server_k3s_config(sorted(set(a[0]) | set(a[1])), a[2]))
@@ -172,7 +209,9 @@ class K3sCluster(pulumi.ComponentResource):
         servers = []
         for i in range(cfg.servers):
             kind = "server-init" if i == 0 else "server"
-            user_data = self._user_data(kind, server_secret.arn, server_config, args.extra_server_manifests)
+            user_data = self._user_data(
+                kind, server_secret.arn, server_config, args.extra_server_manifests
+            )
             server = aws.ec2.Instance(
                 f"{name}-server-{i}",
                 ami=ami.id,
@@ -185,20 +224,28 @@ class K3sCluster(pulumi.ComponentResource):
                 metadata_options=METADATA_OPTIONS,
                 root_block_device=self._root_volume(),
                 tags={"Name": f"{name}-server-{i}", "platform:node-kind": kind},
-                # A newer AMI must not silently replace an etcd member; servers are rotated on purpose.
-                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["ami"], depends_on=[server_secret]),
+                # A newer AMI must not silently replace an etcd member; rotate servers on purpose.
+                opts=pulumi.ResourceOptions(
+                    parent=self, ignore_changes=["ami"], depends_on=[server_secret]
+                ),
             )
             servers.append(server)
         self.servers = servers
         for port, target_group in target_groups.items():
             for i, server in enumerate(servers):
                 aws.lb.TargetGroupAttachment(
-                    f"{name}-tg-{port}-server-{i}", target_group_arn=target_group.arn,
-                    target_id=server.id, port=port, opts=child,
+                    f"{name}-tg-{port}-server-{i}",
+                    target_group_arn=target_group.arn,
+                    target_id=server.id,
+                    port=port,
+                    opts=child,
                 )
         if self._api_eip is not None:
             aws.ec2.EipAssociation(
-                f"{name}-api-eip-assoc", allocation_id=self._api_eip.id, instance_id=servers[0].id, opts=child
+                f"{name}-api-eip-assoc",
+                allocation_id=self._api_eip.id,
+                instance_id=servers[0].id,
+                opts=child,
             )
         self._agents(ami, agent_profile, agent_secret, servers, target_groups)
 
@@ -212,8 +259,12 @@ class K3sCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=servers),
         )
         self.kubeconfig = pulumi.Output.secret(
-            pulumi.Output.all(self.api_url, self.pki.server_ca_bundle, self.pki.admin_cert_pem, self.pki.admin_key_pem)
-            .apply(lambda a: build_kubeconfig(name, *a))
+            pulumi.Output.all(
+                self.api_url,
+                self.pki.server_ca_bundle,
+                self.pki.admin_cert_pem,
+                self.pki.admin_key_pem,
+            ).apply(lambda a: build_kubeconfig(name, *a))
         )
         self.provider = k8s.Provider(
             f"{name}-k8s",
@@ -255,49 +306,84 @@ class K3sCluster(pulumi.ComponentResource):
 
     # -- stateful resources -------------------------------------------------------------------
 
-    def _snapshot_bucket(self, stateful: pulumi.ResourceOptions, child: pulumi.ResourceOptions) -> aws.s3.Bucket:
+    def _snapshot_bucket(
+        self, stateful: pulumi.ResourceOptions, child: pulumi.ResourceOptions
+    ) -> aws.s3.Bucket:
         name, snap = self._name, self._cfg.etcd_snapshots
-        bucket = aws.s3.Bucket(f"{name}-snapshots", bucket_prefix=f"{name}-snapshots-", force_destroy=False, opts=stateful)
+        bucket = aws.s3.Bucket(
+            f"{name}-snapshots",
+            bucket_prefix=f"{name}-snapshots-",
+            force_destroy=False,
+            opts=stateful,
+        )
         aws.s3.BucketOwnershipControls(
-            f"{name}-snapshots-ownership", bucket=bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"}, opts=child,
+            f"{name}-snapshots-ownership",
+            bucket=bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=child,
         )
         aws.s3.BucketPublicAccessBlock(
-            f"{name}-snapshots-pab", bucket=bucket.id, block_public_acls=True, block_public_policy=True,
-            ignore_public_acls=True, restrict_public_buckets=True, opts=child,
+            f"{name}-snapshots-pab",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
         )
         aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-snapshots-sse", bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}], opts=child,
+            f"{name}-snapshots-sse",
+            bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+            opts=child,
         )
         aws.s3.BucketVersioning(
-            f"{name}-snapshots-versioning", bucket=bucket.id,
-            versioning_configuration={"status": "Enabled"}, opts=child,
+            f"{name}-snapshots-versioning",
+            bucket=bucket.id,
+            versioning_configuration={"status": "Enabled"},
+            opts=child,
         )
         aws.s3.BucketLifecycleConfiguration(
-            f"{name}-snapshots-lifecycle", bucket=bucket.id,
-            rules=[{
-                "id": "expire-replaced-versions",
-                "status": "Enabled",
-                "filter": {},
-                "noncurrent_version_expiration": {"noncurrent_days": snap.retain_days},
-                "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
-            }],
+            f"{name}-snapshots-lifecycle",
+            bucket=bucket.id,
+            rules=[
+                {
+                    "id": "expire-replaced-versions",
+                    "status": "Enabled",
+                    "filter": {},
+                    "noncurrent_version_expiration": {"noncurrent_days": snap.retain_days},
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+                }
+            ],
             opts=child,
         )
         aws.s3.BucketPolicy(
-            f"{name}-snapshots-tls-only", bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: _policy([{
-                "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                "Resource": [arn, f"{arn}/*"],
-                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }])),
+            f"{name}-snapshots-tls-only",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(
+                lambda arn: _policy(
+                    [
+                        {
+                            "Sid": "DenyInsecureTransport",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": [arn, f"{arn}/*"],
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        }
+                    ]
+                )
+            ),
             opts=child,
         )
         return bucket
 
     def _secret(
-        self, kind: str, value: pulumi.Output[str], stateful: pulumi.ResourceOptions, child: pulumi.ResourceOptions
+        self,
+        kind: str,
+        value: pulumi.Output[str],
+        stateful: pulumi.ResourceOptions,
+        child: pulumi.ResourceOptions,
     ) -> aws.secretsmanager.Secret:
         # The server token also decrypts etcd's bootstrap data: a restore on new hosts needs it,
         # so the secret is protected and deletion keeps the 30-day recovery window.
@@ -309,7 +395,10 @@ class K3sCluster(pulumi.ComponentResource):
             opts=stateful,
         )
         aws.secretsmanager.SecretVersion(
-            f"{self._name}-{kind}-bootstrap-value", secret_id=secret.id, secret_string=value, opts=child
+            f"{self._name}-{kind}-bootstrap-value",
+            secret_id=secret.id,
+            secret_string=value,
+            opts=child,
         )
         return secret
 
@@ -323,7 +412,12 @@ class K3sCluster(pulumi.ComponentResource):
                     "Effect": "Allow",
                     "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
                     "Resource": a[1],
-                    "Condition": {"StringLike": {"s3:prefix": [f"{p}/*" for p in SNAPSHOT_PREFIXES] + [f"{p}/" for p in SNAPSHOT_PREFIXES]}},
+                    "Condition": {
+                        "StringLike": {
+                            "s3:prefix": [f"{p}/*" for p in SNAPSHOT_PREFIXES]
+                            + [f"{p}/" for p in SNAPSHOT_PREFIXES]
+                        }
+                    },
                 },
                 {
                     "Effect": "Allow",
@@ -331,28 +425,53 @@ class K3sCluster(pulumi.ComponentResource):
                     "Resource": [f"{a[1]}/{p}/*" for p in SNAPSHOT_PREFIXES],
                 },
                 # Vault runs on the servers only, so only their role can use the unseal key.
-                {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], "Resource": a[2]},
+                {
+                    "Effect": "Allow",
+                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"],
+                    "Resource": a[2],
+                },
             ]
         )
 
     def _node_role(
-        self, kind: str, statements: pulumi.Output[list[dict]], extra_policy_arns: list[pulumi.Input[str]]
+        self,
+        kind: str,
+        statements: pulumi.Output[list[dict]],
+        extra_policy_arns: list[pulumi.Input[str]],
     ) -> tuple[aws.iam.InstanceProfile, aws.iam.Role]:
         name = f"{self._name}-{kind}"
         child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(f"{name}-role", assume_role_policy=EC2_ASSUME_ROLE,
-                            description=f"{self._name} K3s {kind} nodes", opts=child)
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=EC2_ASSUME_ROLE,
+            description=f"{self._name} K3s {kind} nodes",
+            opts=child,
+        )
         # Session Manager replaces SSH: no key pair and no port 22 anywhere.
         for i, arn in enumerate([SSM_CORE, *extra_policy_arns]):
-            aws.iam.RolePolicyAttachment(f"{name}-policy-{i}", role=role.name, policy_arn=arn, opts=child)
-        aws.iam.RolePolicy(f"{name}-inline", role=role.id, policy=statements.apply(_policy), opts=child)
+            aws.iam.RolePolicyAttachment(
+                f"{name}-policy-{i}", role=role.name, policy_arn=arn, opts=child
+            )
+        aws.iam.RolePolicy(
+            f"{name}-inline", role=role.id, policy=statements.apply(_policy), opts=child
+        )
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
         return profile, role
 
     # -- network endpoints ----------------------------------------------------------------------
 
-    def _rule(self, label: str, sg: aws.ec2.SecurityGroup, protocol: str, from_port: int, to_port: int, *,
-              cidr: str | None = None, source_sg: pulumi.Input[str] | None = None, description: str) -> None:
+    def _rule(
+        self,
+        label: str,
+        sg: aws.ec2.SecurityGroup,
+        protocol: str,
+        from_port: int,
+        to_port: int,
+        *,
+        cidr: str | None = None,
+        source_sg: pulumi.Input[str] | None = None,
+        description: str,
+    ) -> None:
         aws.vpc.SecurityGroupIngressRule(
             f"{self._name}-{label}",
             security_group_id=sg.id,
@@ -374,44 +493,100 @@ class K3sCluster(pulumi.ComponentResource):
 
     def _eip(self):
         name, cfg = self._name, self._cfg
-        eip = aws.ec2.Eip(f"{name}-api-eip", domain="vpc", tags={"Name": f"{name}-api"},
-                          opts=pulumi.ResourceOptions(parent=self))
+        eip = aws.ec2.Eip(
+            f"{name}-api-eip",
+            domain="vpc",
+            tags={"Name": f"{name}-api"},
+            opts=pulumi.ResourceOptions(parent=self),
+        )
         self._api_eip = eip
         for i, cidr in enumerate(cfg.api_allowed_cidrs):
-            self._rule(f"api-{i}", self.nodes_sg, "tcp", API_PORT, API_PORT, cidr=cidr,
-                       description="Kubernetes API from an allowed CIDR")
+            self._rule(
+                f"api-{i}",
+                self.nodes_sg,
+                "tcp",
+                API_PORT,
+                API_PORT,
+                cidr=cidr,
+                description="Kubernetes API from an allowed CIDR",
+            )
         for port in INGRESS_PORTS:
-            self._rule(f"ingress-{port}", self.nodes_sg, "tcp", port, port, cidr="0.0.0.0/0",
-                       description="web traffic to Traefik")
+            self._rule(
+                f"ingress-{port}",
+                self.nodes_sg,
+                "tcp",
+                port,
+                port,
+                cidr="0.0.0.0/0",
+                description="web traffic to Traefik",
+            )
         return eip.public_ip, eip.public_ip.apply(lambda ip: [ip]), eip.public_ip, {}
 
     def _nlb(self):
         name, cfg, net = self._name, self._cfg, self._net
         child = pulumi.ResourceOptions(parent=self)
         self._api_eip = None
-        lb_sg = aws.ec2.SecurityGroup(f"{name}-lb-sg", vpc_id=net.vpc_id, description=f"{name} load balancer",
-                                      tags={"Name": f"{name}-lb"}, opts=child)
+        lb_sg = aws.ec2.SecurityGroup(
+            f"{name}-lb-sg",
+            vpc_id=net.vpc_id,
+            description=f"{name} load balancer",
+            tags={"Name": f"{name}-lb"},
+            opts=child,
+        )
         for i, cidr in enumerate(cfg.api_allowed_cidrs):
-            self._rule(f"lb-api-{i}", lb_sg, "tcp", API_PORT, API_PORT, cidr=cidr,
-                       description="Kubernetes API from an allowed CIDR")
+            self._rule(
+                f"lb-api-{i}",
+                lb_sg,
+                "tcp",
+                API_PORT,
+                API_PORT,
+                cidr=cidr,
+                description="Kubernetes API from an allowed CIDR",
+            )
         for port in INGRESS_PORTS:
-            self._rule(f"lb-ingress-{port}", lb_sg, "tcp", port, port, cidr="0.0.0.0/0",
-                       description="web traffic to Traefik")
-        aws.vpc.SecurityGroupEgressRule(f"{name}-lb-egress", security_group_id=lb_sg.id, ip_protocol="tcp",
-                                        from_port=0, to_port=65535, referenced_security_group_id=self.nodes_sg.id,
-                                        description="to the nodes", opts=child)
+            self._rule(
+                f"lb-ingress-{port}",
+                lb_sg,
+                "tcp",
+                port,
+                port,
+                cidr="0.0.0.0/0",
+                description="web traffic to Traefik",
+            )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-lb-egress",
+            security_group_id=lb_sg.id,
+            ip_protocol="tcp",
+            from_port=0,
+            to_port=65535,
+            referenced_security_group_id=self.nodes_sg.id,
+            description="to the nodes",
+            opts=child,
+        )
         for port in (API_PORT, *INGRESS_PORTS):
-            self._rule(f"nodes-from-lb-{port}", self.nodes_sg, "tcp", port, port, source_sg=lb_sg.id,
-                       description="through the load balancer")
+            self._rule(
+                f"nodes-from-lb-{port}",
+                self.nodes_sg,
+                "tcp",
+                port,
+                port,
+                source_sg=lb_sg.id,
+                description="through the load balancer",
+            )
         eips = [
-            aws.ec2.Eip(f"{name}-lb-eip-{i}", domain="vpc", tags={"Name": f"{name}-lb-{i}"}, opts=child)
+            aws.ec2.Eip(
+                f"{name}-lb-eip-{i}", domain="vpc", tags={"Name": f"{name}-lb-{i}"}, opts=child
+            )
             for i in range(len(net.public_subnet_ids))
         ]
         lb = aws.lb.LoadBalancer(
             f"{name}-nlb",
             load_balancer_type="network",
             internal=False,
-            subnet_mappings=[{"subnet_id": s, "allocation_id": e.id} for s, e in zip(net.public_subnet_ids, eips)],
+            subnet_mappings=[
+                {"subnet_id": s, "allocation_id": e.id}
+                for s, e in zip(net.public_subnet_ids, eips, strict=True)
+            ],
             security_groups=[lb_sg.id],
             enable_cross_zone_load_balancing=True,
             opts=child,
@@ -428,27 +603,49 @@ class K3sCluster(pulumi.ComponentResource):
                 # routed to itself sees its own address as the source and the connection hangs.
                 preserve_client_ip="false" if port == API_PORT else "true",
                 deregistration_delay="30",
-                health_check={"protocol": "TCP", "port": "traffic-port", "interval": 10,
-                              "healthy_threshold": 2, "unhealthy_threshold": 2},
+                health_check={
+                    "protocol": "TCP",
+                    "port": "traffic-port",
+                    "interval": 10,
+                    "healthy_threshold": 2,
+                    "unhealthy_threshold": 2,
+                },
                 opts=child,
             )
-            aws.lb.Listener(f"{name}-listener-{port}", load_balancer_arn=lb.arn, port=port, protocol="TCP",
-                            default_actions=[{"type": "forward", "target_group_arn": groups[port].arn}], opts=child)
+            aws.lb.Listener(
+                f"{name}-listener-{port}",
+                load_balancer_arn=lb.arn,
+                port=port,
+                protocol="TCP",
+                default_actions=[{"type": "forward", "target_group_arn": groups[port].arn}],
+                opts=child,
+            )
         sans = pulumi.Output.all(lb.dns_name, *[e.public_ip for e in eips]).apply(list)
         return lb.dns_name, sans, eips[0].public_ip, groups
 
     # -- nodes ----------------------------------------------------------------------------------
 
     def _root_volume(self) -> dict:
-        return {"volume_type": "gp3", "volume_size": self._cfg.root_volume_gb, "encrypted": True,
-                "delete_on_termination": True}
+        return {
+            "volume_type": "gp3",
+            "volume_size": self._cfg.root_volume_gb,
+            "encrypted": True,
+            "delete_on_termination": True,
+        }
 
     def _node_config(self, k3s_config: dict) -> dict:
         return with_ecr_pulls(k3s_config) if self._ecr_pulls else k3s_config
 
-    def _user_data(self, kind: str, secret_arn: pulumi.Output[str], k3s_config: pulumi.Input[dict],
-                   manifests: dict[str, str] | None = None) -> pulumi.Output[str]:
-        files = {f"/var/lib/rancher/k3s/server/manifests/{n}": m for n, m in (manifests or {}).items()}
+    def _user_data(
+        self,
+        kind: str,
+        secret_arn: pulumi.Output[str],
+        k3s_config: pulumi.Input[dict],
+        manifests: dict[str, str] | None = None,
+    ) -> pulumi.Output[str]:
+        files = {
+            f"/var/lib/rancher/k3s/server/manifests/{n}": m for n, m in (manifests or {}).items()
+        }
         return pulumi.Output.all(secret_arn, self.server_ips, k3s_config).apply(
             lambda a: render_user_data(
                 NodeBoot(
@@ -466,16 +663,22 @@ class K3sCluster(pulumi.ComponentResource):
             )
         )
 
-    def _agents(self, ami, profile: aws.iam.InstanceProfile, secret: aws.secretsmanager.Secret,
-                servers: list[aws.ec2.Instance], target_groups: dict) -> None:
+    def _agents(
+        self,
+        ami,
+        profile: aws.iam.InstanceProfile,
+        secret: aws.secretsmanager.Secret,
+        servers: list[aws.ec2.Instance],
+        target_groups: dict,
+    ) -> None:
         name, cfg = self._name, self._cfg
         agents = cfg.agents
         if agents.max == 0:
             return
         child = pulumi.ResourceOptions(parent=self)
-        user_data = self._user_data("agent", secret.arn, self._node_config(agent_k3s_config())).apply(
-            lambda text: base64.b64encode(text.encode()).decode()
-        )
+        user_data = self._user_data(
+            "agent", secret.arn, self._node_config(agent_k3s_config())
+        ).apply(lambda text: base64.b64encode(text.encode()).decode())
         template = aws.ec2.LaunchTemplate(
             f"{name}-agent-lt",
             image_id=ami.id,
@@ -484,13 +687,22 @@ class K3sCluster(pulumi.ComponentResource):
             vpc_security_group_ids=[self.nodes_sg.id],
             user_data=user_data,
             metadata_options=METADATA_OPTIONS,
-            block_device_mappings=[{
-                "device_name": "/dev/xvda",
-                "ebs": {"volume_type": "gp3", "volume_size": cfg.root_volume_gb, "encrypted": "true",
-                        "delete_on_termination": "true"},
-            }],
+            block_device_mappings=[
+                {
+                    "device_name": "/dev/xvda",
+                    "ebs": {
+                        "volume_type": "gp3",
+                        "volume_size": cfg.root_volume_gb,
+                        "encrypted": "true",
+                        "delete_on_termination": "true",
+                    },
+                }
+            ],
             tag_specifications=[
-                {"resource_type": "instance", "tags": {"Name": f"{name}-agent", "platform:node-kind": "agent"}},
+                {
+                    "resource_type": "instance",
+                    "tags": {"Name": f"{name}-agent", "platform:node-kind": "agent"},
+                },
                 {"resource_type": "volume", "tags": {"Name": f"{name}-agent"}},
             ],
             tags={"platform:node-kind": "agent"},
@@ -504,7 +716,9 @@ class K3sCluster(pulumi.ComponentResource):
             max_size=agents.max,
             desired_capacity=agents.desired,
             vpc_zone_identifiers=self._net.node_subnet_ids,
-            target_group_arns=[target_groups[p].arn for p in INGRESS_PORTS] if target_groups else [],
+            target_group_arns=[target_groups[p].arn for p in INGRESS_PORTS]
+            if target_groups
+            else [],
             capacity_rebalance=agents.spot_percentage > 0,
             mixed_instances_policy={
                 "instances_distribution": {
@@ -513,7 +727,10 @@ class K3sCluster(pulumi.ComponentResource):
                     "spot_allocation_strategy": "price-capacity-optimized",
                 },
                 "launch_template": {
-                    "launch_template_specification": {"launch_template_id": template.id, "version": "$Latest"},
+                    "launch_template_specification": {
+                        "launch_template_id": template.id,
+                        "version": "$Latest",
+                    },
                     "overrides": [{"instance_type": agents.instance_type}],
                 },
             },
@@ -527,14 +744,28 @@ def build_kubeconfig(name: str, api_url: str, ca_pem: str, cert_pem: str, key_pe
     """An admin kubeconfig with the credentials embedded."""
     import yaml
 
-    b64 = lambda text: base64.b64encode(text.encode()).decode()  # noqa: E731
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
     return yaml.safe_dump(
         {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": name, "cluster": {"server": api_url, "certificate-authority-data": b64(ca_pem)}}],
-            "users": [{"name": f"{name}-admin", "user": {"client-certificate-data": b64(cert_pem),
-                                                         "client-key-data": b64(key_pem)}}],
+            "clusters": [
+                {
+                    "name": name,
+                    "cluster": {"server": api_url, "certificate-authority-data": b64(ca_pem)},
+                }
+            ],
+            "users": [
+                {
+                    "name": f"{name}-admin",
+                    "user": {
+                        "client-certificate-data": b64(cert_pem),
+                        "client-key-data": b64(key_pem),
+                    },
+                }
+            ],
             "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}],
             "current-context": name,
         },

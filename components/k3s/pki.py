@@ -1,4 +1,5 @@
-"""The cluster's certificate authorities, made by the program in the layout K3s expects for custom CAs.
+"""The cluster's certificate authorities, made by the program in the layout K3s expects for custom
+CAs.
 
 Because the program owns the CAs it can mint its own admin client certificate and build the
 kubeconfig without ever reading anything back from a node (no SSH, no node-to-program data path).
@@ -24,7 +25,7 @@ ADMIN_VALIDITY_HOURS = 365 * 24
 ADMIN_EARLY_RENEWAL_HOURS = 60 * 24
 """A `pulumi up` within 60 days of expiry mints a new admin certificate."""
 
-_PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
+_PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.DOTALL)
 
 
 def der_sha256(cert_pem: str) -> str:
@@ -64,7 +65,9 @@ class ClusterPki(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         cn = args.cluster_name
 
-        root_key = tls.PrivateKey(f"{name}-root-key", algorithm="ECDSA", ecdsa_curve="P384", opts=child)
+        root_key = tls.PrivateKey(
+            f"{name}-root-key", algorithm="ECDSA", ecdsa_curve="P384", opts=child
+        )
         root = tls.SelfSignedCert(
             f"{name}-root",
             private_key_pem=root_key.private_key_pem,
@@ -80,7 +83,9 @@ class ClusterPki(pulumi.ComponentResource):
         ca: dict[str, tuple[tls.PrivateKey, tls.LocallySignedCert]] = {}
         for kind in CA_KINDS:
             role = kind.replace("/", "-")
-            key = tls.PrivateKey(f"{name}-{role}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+            key = tls.PrivateKey(
+                f"{name}-{role}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child
+            )
             csr = tls.CertRequest(
                 f"{name}-{role}-ca-csr",
                 private_key_pem=key.private_key_pem,
@@ -94,19 +99,28 @@ class ClusterPki(pulumi.ComponentResource):
                 ca_cert_pem=root.cert_pem,
                 is_ca_certificate=True,
                 validity_period_hours=CA_VALIDITY_HOURS,
-                allowed_uses=["cert_signing", "crl_signing", "digital_signature", "key_encipherment"],
+                allowed_uses=[
+                    "cert_signing",
+                    "crl_signing",
+                    "digital_signature",
+                    "key_encipherment",
+                ],
                 opts=child,
             )
             ca[kind] = (key, cert)
             files[f"{kind}-ca.crt"] = pulumi.Output.concat(cert.cert_pem, root.cert_pem)
             files[f"{kind}-ca.key"] = key.private_key_pem
-        sa_key = tls.PrivateKey(f"{name}-service-account-key", algorithm="RSA", rsa_bits=2048, opts=child)
+        sa_key = tls.PrivateKey(
+            f"{name}-service-account-key", algorithm="RSA", rsa_bits=2048, opts=child
+        )
         files["service.key"] = sa_key.private_key_pem
         self.server_ca_bundle = files["server-ca.crt"]
         self.server_files = pulumi.Output.secret(pulumi.Output.all(**files))
 
         client_key, client_ca = ca["client"]
-        admin_key = tls.PrivateKey(f"{name}-admin-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        admin_key = tls.PrivateKey(
+            f"{name}-admin-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child
+        )
         admin_csr = tls.CertRequest(
             f"{name}-admin-csr",
             private_key_pem=admin_key.private_key_pem,

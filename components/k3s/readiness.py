@@ -2,7 +2,8 @@
 
 `wait_until_ready` is plain code (tested against a real HTTPS server that requires client
 certificates); `ApiReadiness` wraps it as a Pulumi dynamic resource that the kubernetes Provider
-depends on. The wait is bounded, reports progress and fails with a message naming what it waited for.
+depends on. The wait is bounded, reports progress and fails with a message naming what it waited
+for.
 """
 
 from __future__ import annotations
@@ -68,7 +69,11 @@ def _probe(url: str, ctx: ssl.SSLContext, token: str, timeout: float) -> str | N
     try:
         with urllib.request.urlopen(request, context=ctx, timeout=timeout) as response:
             body = response.read(200).decode(errors="replace").strip()
-            return None if response.status == 200 and body == "ok" else f"HTTP {response.status}: {body}"
+            return (
+                None
+                if response.status == 200 and body == "ok"
+                else f"HTTP {response.status}: {body}"
+            )
     except urllib.error.HTTPError as exc:
         return f"HTTP {exc.code}: {exc.read(200).decode(errors='replace').strip()}"
     except urllib.error.URLError as exc:
@@ -112,7 +117,8 @@ def wait_until_ready(
                     f"({attempt} attempts); last answer: {problem}"
                 )
             progress(
-                f"waiting for {url} (attempt {attempt}, {elapsed:.0f}s of {timeout:.0f}s): {problem}"
+                f"waiting for {url} (attempt {attempt}, {elapsed:.0f}s of {timeout:.0f}s): "
+                f"{problem}"
             )
             time.sleep(interval)
 
@@ -126,12 +132,15 @@ def _read_ref(entry: dict, data_key: str, file_key: str) -> str:
 
 
 def credentials_from_kubeconfig(text: str, context: str | None) -> ApiCredentials:
-    """The API URL and credentials of one context of a kubeconfig (k3d and kind use client certs)."""
+    """The API URL and credentials of one kubeconfig context (k3d and kind use client certs)."""
     import yaml
 
     doc = yaml.safe_load(text) or {}
     name = context or doc.get("current-context")
-    by_name = lambda section: {e["name"]: e[section[:-1]] for e in doc.get(section) or []}  # noqa: E731
+
+    def by_name(section: str) -> dict:
+        return {e["name"]: e[section[:-1]] for e in doc.get(section) or []}
+
     contexts = by_name("contexts")
     if name not in contexts:
         raise ValueError(f"context {name!r} is not in the kubeconfig; it has {sorted(contexts)}")
@@ -225,5 +234,7 @@ class ApiReadiness(dyn.Resource):
                 "timeout_seconds": timeout_seconds,
                 "kubeconfig": None,
             },
-            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=secret)),
+            pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(additional_secret_outputs=secret)
+            ),
         )

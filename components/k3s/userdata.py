@@ -1,5 +1,6 @@
-"""User data (cloud-init) of the K3s nodes. Nothing secret goes in here: user data is readable through
-IMDS by every pod on the node and through the EC2 API; secrets come from Secrets Manager at boot."""
+"""User data (cloud-init) of the K3s nodes. Nothing secret goes in here: user data is readable
+through IMDS by every pod on the node and through the EC2 API; secrets come from Secrets Manager
+at boot."""
 
 from __future__ import annotations
 
@@ -41,7 +42,11 @@ PSA_CONFIG = {
                     "warn": "restricted",
                     "warn-version": "latest",
                 },
-                "exemptions": {"usernames": [], "runtimeClasses": [], "namespaces": ["kube-system"]},
+                "exemptions": {
+                    "usernames": [],
+                    "runtimeClasses": [],
+                    "namespaces": ["kube-system"],
+                },
             },
         }
     ],
@@ -214,7 +219,11 @@ def render_user_data(boot: NodeBoot) -> str:
         ]
     if boot.credential_provider_url:
         files.append(
-            (f"{CREDENTIAL_PROVIDER_DIR}/config.yaml", _dump(ECR_CREDENTIAL_PROVIDER_CONFIG), "0644")
+            (
+                f"{CREDENTIAL_PROVIDER_DIR}/config.yaml",
+                _dump(ECR_CREDENTIAL_PROVIDER_CONFIG),
+                "0644",
+            )
         )
     files += [(path, content, "0600") for path, content in sorted(boot.extra_files.items())]
     doc = {

@@ -54,59 +54,101 @@ class Platform(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         hosts = hostnames(cfg.dns.domain, access.ingress_ip)
         if cfg.dns.domain and cfg.dns.hosted_zone_id:
-            DnsRecords(f"{name}-dns", DnsRecordsArgs(
-                domain=cfg.dns.domain, hosted_zone_id=cfg.dns.hosted_zone_id,
-                ingress_ip=access.ingress_ip,
-            ), child)
+            DnsRecords(
+                f"{name}-dns",
+                DnsRecordsArgs(
+                    domain=cfg.dns.domain,
+                    hosted_zone_id=cfg.dns.hosted_zone_id,
+                    ingress_ip=access.ingress_ip,
+                ),
+                child,
+            )
 
-        certs = CertManager(f"{name}-cert-manager", access, CertManagerArgs(
-            lets_encrypt=cfg.tls.lets_encrypt, acme_server=cfg.acme_server,
-            acme_email=cfg.tls.acme_email,
-        ), child)
+        certs = CertManager(
+            f"{name}-cert-manager",
+            access,
+            CertManagerArgs(
+                lets_encrypt=cfg.tls.lets_encrypt,
+                acme_server=cfg.acme_server,
+                acme_email=cfg.tls.acme_email,
+            ),
+            child,
+        )
         self.issuer_name = certs.issuer_name
         self.urls = {}
 
         self.rancher_bootstrap_password = None
         if services.rancher_enabled(cfg.target):
-            rancher = Rancher(f"{name}-rancher", access, RancherArgs(
-                hostname=hosts["rancher"], cluster_issuer=certs.issuer_name,
-                production=cfg.production, depends_on=certs.issuers,
-            ), child)
+            rancher = Rancher(
+                f"{name}-rancher",
+                access,
+                RancherArgs(
+                    hostname=hosts["rancher"],
+                    cluster_issuer=certs.issuer_name,
+                    production=cfg.production,
+                    depends_on=certs.issuers,
+                ),
+                child,
+            )
             self.urls["rancher"] = rancher.url
             self.rancher_bootstrap_password = rancher.bootstrap_password
 
-        vault = Vault(f"{name}-vault", access, VaultArgs(
-            flavor=services.secrets_server, production=cfg.production,
-            app_namespaces=tuple(services.app_namespaces), depends_on=[certs.release],
-        ), child)
+        vault = Vault(
+            f"{name}-vault",
+            access,
+            VaultArgs(
+                flavor=services.secrets_server,
+                production=cfg.production,
+                app_namespaces=tuple(services.app_namespaces),
+                depends_on=[certs.release],
+            ),
+            child,
+        )
         self.vault_root_token = vault.root_token
         self.vault_keys = vault.keys
 
-        eso = ExternalSecrets(f"{name}-external-secrets", access, ExternalSecretsArgs(
-            vault_address=vault.address, vault_namespace=vault.namespace,
-            ca_secret=vault.ca_secret, depends_on=[vault.bootstrap],
-        ), child)
-
-        argocd = ArgoCd(f"{name}-argocd", access, ArgoCdArgs(
-            config=cfg, hostname=hosts["argocd"],
-            apps_domain=pulumi.Output.from_input(access.ingress_ip).apply(
-                lambda ip: apps_domain(cfg.dns.domain, ip)
+        eso = ExternalSecrets(
+            f"{name}-external-secrets",
+            access,
+            ExternalSecretsArgs(
+                vault_address=vault.address,
+                vault_namespace=vault.namespace,
+                ca_secret=vault.ca_secret,
+                depends_on=[vault.bootstrap],
             ),
-            cluster_issuer=certs.issuer_name, secret_store=eso.store_name,
-            vault_addr=vault.address, gitops_token=args.gitops_token,
-            depends_on=[*certs.issuers, eso.store],
-        ), child)
+            child,
+        )
+
+        argocd = ArgoCd(
+            f"{name}-argocd",
+            access,
+            ArgoCdArgs(
+                config=cfg,
+                hostname=hosts["argocd"],
+                apps_domain=pulumi.Output.from_input(access.ingress_ip).apply(
+                    lambda ip: apps_domain(cfg.dns.domain, ip)
+                ),
+                cluster_issuer=certs.issuer_name,
+                secret_store=eso.store_name,
+                vault_addr=vault.address,
+                gitops_token=args.gitops_token,
+                depends_on=[*certs.issuers, eso.store],
+            ),
+            child,
+        )
         self.urls["argocd"] = argocd.url
         self.argocd_admin_password = argocd.admin_password
 
-        self.register_outputs({
-            "urls": self.urls,
-            "issuerName": self.issuer_name,
-            "argocdAdminPassword": self.argocd_admin_password,
-            "rancherBootstrapPassword": self.rancher_bootstrap_password,
-            "vaultRootToken": self.vault_root_token,
-            "vaultKeys": self.vault_keys,
-        })
+        self.register_outputs(
+            {
+                "urls": self.urls,
+                "issuerName": self.issuer_name,
+                "argocdAdminPassword": self.argocd_admin_password,
+                "rancherBootstrapPassword": self.rancher_bootstrap_password,
+                "vaultRootToken": self.vault_root_token,
+                "vaultKeys": self.vault_keys,
+            }
+        )
 
 
 def gitops_token() -> pulumi.Output[str] | None:

@@ -59,14 +59,16 @@ class ArgoCdArgs:
 
     def facts(self, domain: str) -> PlatformFacts:
         return PlatformFacts.from_config(
-            self.config, domain=domain, cluster_issuer=self.cluster_issuer,
-            secret_store=self.secret_store, vault_addr=self.vault_addr, extras=self.extras,
+            self.config,
+            domain=domain,
+            cluster_issuer=self.cluster_issuer,
+            secret_store=self.secret_store,
+            vault_addr=self.vault_addr,
+            extras=self.extras,
         )
 
 
-def release_values(
-    args: ArgoCdArgs, admin_password_bcrypt: pulumi.Input[str]
-) -> dict[str, Any]:
+def release_values(args: ArgoCdArgs, admin_password_bcrypt: pulumi.Input[str]) -> dict[str, Any]:
     values: dict[str, Any] = {
         "global": {"domain": args.hostname},
         "crds": {"install": True, "keep": True},
@@ -118,12 +120,18 @@ class ArgoCd(pulumi.ComponentResource):
     ) -> None:
         super().__init__("platform:argocd:ArgoCd", name, None, opts)
         password = random.RandomPassword(
-            f"{name}-admin-password", length=24, special=False,
+            f"{name}-admin-password",
+            length=24,
+            special=False,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.admin_password = pulumi.Output.secret(password.result)
         self.release = chart_release(
-            f"{name}-release", self, access, versions.ARGO_CD, namespace=ARGOCD_NAMESPACE,
+            f"{name}-release",
+            self,
+            access,
+            versions.ARGO_CD,
+            namespace=ARGOCD_NAMESPACE,
             release_name="argocd",
             values=release_values(args, pulumi.Output.secret(password.bcrypt_hash)),
             depends_on=args.depends_on,
@@ -138,8 +146,11 @@ class ArgoCd(pulumi.ComponentResource):
             )
         self.repo_secret = k8s.core.v1.Secret(
             f"{name}-repo",
-            metadata={"name": REPO_SECRET, "namespace": ARGOCD_NAMESPACE,
-                      "labels": {SECRET_TYPE_LABEL: "repository"}},
+            metadata={
+                "name": REPO_SECRET,
+                "namespace": ARGOCD_NAMESPACE,
+                "labels": {SECRET_TYPE_LABEL: "repository"},
+            },
             string_data=data,
             opts=k8s_opts(self, access, self.release),
         )
@@ -148,10 +159,17 @@ class ArgoCd(pulumi.ComponentResource):
         )
         self.cluster_secret = k8s.core.v1.Secret(
             f"{name}-cluster",
-            metadata={"name": IN_CLUSTER_SECRET, "namespace": ARGOCD_NAMESPACE,
-                      "labels": metadata["labels"], "annotations": metadata["annotations"]},
-            string_data={"name": IN_CLUSTER_NAME, "server": IN_CLUSTER_SERVER,
-                         "config": '{"tlsClientConfig":{"insecure":false}}'},
+            metadata={
+                "name": IN_CLUSTER_SECRET,
+                "namespace": ARGOCD_NAMESPACE,
+                "labels": metadata["labels"],
+                "annotations": metadata["annotations"],
+            },
+            string_data={
+                "name": IN_CLUSTER_NAME,
+                "server": IN_CLUSTER_SERVER,
+                "config": '{"tlsClientConfig":{"insecure":false}}',
+            },
             opts=k8s_opts(self, access, self.release),
         )
         # The root objects read the repository, revision, path and environment only; the domain

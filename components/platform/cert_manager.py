@@ -84,7 +84,7 @@ def acme_cluster_issuer(name: str, directory: str, email: str) -> dict[str, Any]
 
 
 def private_ca(name: str, namespace: str, *, cluster_scoped: bool) -> list[dict[str, Any]]:
-    """A CA issuer `name` whose root is self-signed: [self-signed issuer, CA Certificate, CA issuer].
+    """A CA issuer `name` with a self-signed root: [self-signed issuer, CA Certificate, CA issuer].
 
     Cluster-scoped issuers read the CA Secret from cert-manager's own namespace, so `namespace` is
     cert-manager's there and the issuers' namespace otherwise.
@@ -92,7 +92,9 @@ def private_ca(name: str, namespace: str, *, cluster_scoped: bool) -> list[dict[
     kind = "ClusterIssuer" if cluster_scoped else "Issuer"
 
     def metadata(object_name: str, namespaced: bool) -> dict[str, str]:
-        return {"name": object_name, "namespace": namespace} if namespaced else {"name": object_name}
+        return (
+            {"name": object_name, "namespace": namespace} if namespaced else {"name": object_name}
+        )
 
     root = f"{name}-selfsigned"
     return [
@@ -133,14 +135,16 @@ def issuer_manifests(args: CertManagerArgs) -> list[dict[str, Any]]:
     if not args.lets_encrypt:
         return private_ca(LOCAL_CA_ISSUER, NAMESPACE, cluster_scoped=True)
     assert args.acme_email is not None
-    return [acme_cluster_issuer(args.issuer_name, ACME_DIRECTORIES[args.acme_server], args.acme_email)]
+    return [
+        acme_cluster_issuer(args.issuer_name, ACME_DIRECTORIES[args.acme_server], args.acme_email)
+    ]
 
 
 class CertManager(pulumi.ComponentResource):
     """cert-manager (with its CRDs) and the stack's ClusterIssuer."""
 
     issuer_name: str
-    """ClusterIssuer for the platform's Ingresses (letsencrypt-staging/-production or platform-ca)."""
+    """ClusterIssuer of the platform's Ingresses: letsencrypt-staging, -production or platform-ca"""
     release: pulumi.Resource
     issuers: list[pulumi.Resource]
     """The issuer objects; anything annotated with `issuer_name` depends on these."""
@@ -155,8 +159,12 @@ class CertManager(pulumi.ComponentResource):
         super().__init__("platform:cert_manager:CertManager", name, None, opts)
         self.issuer_name = args.issuer_name
         self.release = chart_release(
-            f"{name}-release", self, access, versions.CERT_MANAGER,
-            namespace=NAMESPACE, values=release_values(),
+            f"{name}-release",
+            self,
+            access,
+            versions.CERT_MANAGER,
+            namespace=NAMESPACE,
+            values=release_values(),
         )
         self.issuers = create_chain(name, self, access, issuer_manifests(args), self.release)
         self.register_outputs({"issuerName": self.issuer_name})

@@ -83,7 +83,7 @@ class DnsRecords(pulumi.ComponentResource):
         super().__init__("platform:dns:DnsRecords", name, None, opts)
         labels = [*args.services, "*"]
         self.fqdns = [f"{label}.{args.domain}" for label in labels]
-        for label, fqdn in zip(labels, self.fqdns):
+        for label, fqdn in zip(labels, self.fqdns, strict=True):
             aws.route53.Record(
                 f"{name}-{'wildcard' if label == '*' else label}",
                 zone_id=args.hosted_zone_id,

@@ -52,8 +52,12 @@ def cluster_secret_store(args: ExternalSecretsArgs) -> dict[str, Any]:
                     "server": args.vault_address,
                     "path": KV_MOUNT,
                     "version": "v2",
-                    "caProvider": {"type": "Secret", "name": args.ca_secret,
-                                   "namespace": args.vault_namespace, "key": "ca.crt"},
+                    "caProvider": {
+                        "type": "Secret",
+                        "name": args.ca_secret,
+                        "namespace": args.vault_namespace,
+                        "key": "ca.crt",
+                    },
                     "auth": {
                         "kubernetes": {
                             "mountPath": KUBERNETES_AUTH_MOUNT,
@@ -86,13 +90,21 @@ class ExternalSecrets(pulumi.ComponentResource):
     ) -> None:
         super().__init__("platform:external_secrets:ExternalSecrets", name, None, opts)
         self.release = chart_release(
-            f"{name}-release", self, access, versions.EXTERNAL_SECRETS,
-            namespace=EXTERNAL_SECRETS_NAMESPACE, release_name=EXTERNAL_SECRETS_SERVICE_ACCOUNT,
+            f"{name}-release",
+            self,
+            access,
+            versions.EXTERNAL_SECRETS,
+            namespace=EXTERNAL_SECRETS_NAMESPACE,
+            release_name=EXTERNAL_SECRETS_SERVICE_ACCOUNT,
             values={"installCRDs": True},
         )
         self.store = custom_resource(
-            f"{name}-store", self, access, cluster_secret_store(args),
-            self.release, *args.depends_on,
+            f"{name}-store",
+            self,
+            access,
+            cluster_secret_store(args),
+            self.release,
+            *args.depends_on,
         )
         self.store_name = STORE_NAME
         self.register_outputs({"storeName": self.store_name})

@@ -67,13 +67,19 @@ class Rancher(pulumi.ComponentResource):
     ) -> None:
         super().__init__("platform:rancher:Rancher", name, None, opts)
         password = random.RandomPassword(
-            f"{name}-bootstrap-password", length=24, special=False,
+            f"{name}-bootstrap-password",
+            length=24,
+            special=False,
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.bootstrap_password = pulumi.Output.secret(password.result)
         self.release = chart_release(
-            f"{name}-release", self, access, versions.RANCHER,
-            namespace=NAMESPACE, release_name=RELEASE_NAME,
+            f"{name}-release",
+            self,
+            access,
+            versions.RANCHER,
+            namespace=NAMESPACE,
+            release_name=RELEASE_NAME,
             values=release_values(args, self.bootstrap_password),
             depends_on=args.depends_on,
         )

@@ -72,8 +72,12 @@ class VaultArgs:
 
 def tls_paths(flavor: Flavor) -> dict[str, str]:
     folder = f"{flavor.root}/userconfig/{TLS_SECRET}"
-    return {"cert": f"{folder}/tls.crt", "key": f"{folder}/tls.key", "ca": f"{folder}/ca.crt",
-            "folder": folder}
+    return {
+        "cert": f"{folder}/tls.crt",
+        "key": f"{folder}/tls.key",
+        "ca": f"{folder}/ca.crt",
+        "folder": folder,
+    }
 
 
 def server_config(flavor: Flavor, replicas: int, seal: tuple[str, str] | None) -> str:
@@ -112,8 +116,11 @@ def release_values(args: VaultArgs, seal: tuple[str, str] | None) -> dict[str, A
         "ha": {
             "enabled": True,
             "replicas": args.replicas,
-            "raft": {"enabled": True, "setNodeId": True,
-                     "config": server_config(flavor, args.replicas, seal)},
+            "raft": {
+                "enabled": True,
+                "setNodeId": True,
+                "config": server_config(flavor, args.replicas, seal),
+            },
         },
         "dataStorage": {"enabled": True, "size": "10Gi", "mountPath": f"{flavor.root}/data"},
         # The CLI in the pod (readiness probe, `operator` commands) verifies the listener.
@@ -124,11 +131,21 @@ def release_values(args: VaultArgs, seal: tuple[str, str] | None) -> dict[str, A
         "authDelegator": {"enabled": True},
     }
     if args.production:
-        server["affinity"] = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
-            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": flavor.name,
-                                              "component": "server"}},
-            "topologyKey": "kubernetes.io/hostname",
-        }]}}
+        server["affinity"] = {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "labelSelector": {
+                            "matchLabels": {
+                                "app.kubernetes.io/name": flavor.name,
+                                "component": "server",
+                            }
+                        },
+                        "topologyKey": "kubernetes.io/hostname",
+                    }
+                ]
+            }
+        }
     if seal:
         server["nodeSelector"] = CONTROL_PLANE_SELECTOR
     return {
@@ -143,9 +160,15 @@ def release_values(args: VaultArgs, seal: tuple[str, str] | None) -> dict[str, A
 def tls_certificate(flavor: Flavor, namespace: str) -> dict[str, Any]:
     """The listener's certificate: the Services, every pod's stable name, and localhost."""
     service = f"{namespace}.svc"
-    names = [flavor.name, f"{flavor.name}.{namespace}", f"{flavor.name}.{service}",
-             f"{flavor.name}.{service}.cluster.local", f"{flavor.name}-active.{service}",
-             f"*.{flavor.name}-internal", f"*.{flavor.name}-internal.{service}"]
+    names = [
+        flavor.name,
+        f"{flavor.name}.{namespace}",
+        f"{flavor.name}.{service}",
+        f"{flavor.name}.{service}.cluster.local",
+        f"{flavor.name}-active.{service}",
+        f"*.{flavor.name}-internal",
+        f"*.{flavor.name}-internal.{service}",
+    ]
     return {
         "apiVersion": "cert-manager.io/v1",
         "kind": "Certificate",
@@ -196,18 +219,23 @@ class Vault(pulumi.ComponentResource):
         self.ca_secret = TLS_SECRET
         # The namespace comes first: the certificate must exist before the pods that mount it.
         namespace = k8s.core.v1.Namespace(
-            f"{name}-namespace", metadata={"name": self.namespace},
+            f"{name}-namespace",
+            metadata={"name": self.namespace},
             opts=k8s_opts(self, access, *args.depends_on),
         )
         chain = private_ca(CA_NAME, self.namespace, cluster_scoped=False)
         chain.append(tls_certificate(flavor, self.namespace))
         certificates = create_chain(name, self, access, chain, namespace)
         self.release = chart_release(
-            f"{name}-release", self, access, flavor.chart,
-            namespace=self.namespace, release_name=flavor.name,
+            f"{name}-release",
+            self,
+            access,
+            flavor.chart,
+            namespace=self.namespace,
+            release_name=flavor.name,
             values=seal_of(access.aws).apply(lambda seal: release_values(args, seal)),
             # Pods stay unready until initialised and unsealed, which the bootstrap does; waiting
-            # here would time out. The chart publishes not-ready addresses, so the proxy reaches them.
+            # here would time out. The bootstrap reaches the unready pod through the pod proxy.
             skip_await=True,
             depends_on=[certificates[-1]],
         )
@@ -223,12 +251,16 @@ class Vault(pulumi.ComponentResource):
                 vault_namespace=self.namespace,
             ),
             namespace=self.namespace,
-            service=self.service,
+            # The first pod, not the load-balanced service: in HA the others join it through
+            # retry_join, and a request landing on a pod that has not joined yet would fail init.
+            target=f"{flavor.name}-0",
+            target_kind="pods",
             port=PORT,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[access.ready, self.release]),
         )
         self.bootstrap = bootstrap
         self.root_token = pulumi.Output.secret(bootstrap.root_token)
         self.keys = pulumi.Output.secret(bootstrap.keys)
-        self.register_outputs({"address": self.address, "rootToken": self.root_token,
-                               "keys": self.keys})
+        self.register_outputs(
+            {"address": self.address, "rootToken": self.root_token, "keys": self.keys}
+        )

@@ -44,7 +44,7 @@ SNAPSHOT_SERVICE_ACCOUNT = "vault-snapshot"
 SNAPSHOT_POLICY = "raft-snapshot"
 SNAPSHOT_ROLE = "raft-snapshot"
 AUDIENCE = "vault"
-"""Roles bind this token audience; External Secrets stores must request it (`audiences: [vault]`)."""
+"""Token audience the roles bind; External Secrets stores request it (`audiences: [vault]`)."""
 
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _MOUNT_PATH_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")

@@ -26,34 +26,52 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.vault.bootstrap import SECRET_OUTPUTS, BootstrapResult, BootstrapSpec
+from components.vault.bootstrap import (
+    SECRET_OUTPUTS,
+    BootstrapError,
+    BootstrapResult,
+    BootstrapSpec,
+    SpecError,
+    bootstrap,
+    wait_for_api,
+)
 
 DEFAULT_WAIT_TIMEOUT = 600.0
 """Seconds to wait for Vault's API through the proxy: pods may still be scheduling."""
 REQUEST_TIMEOUT = 30
+"""Seconds one HTTP request to Vault may take."""
 _DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 OUTPUTS = (*SECRET_OUTPUTS, *BootstrapResult.PUBLIC_OUTPUTS, "spec", "converged", "error")
 """Output properties; `spec` has the token reviewer JWT replaced by its digest."""
 
 
-def service_proxy_url(
-    api_url: str, namespace: str, service: str, port: int = 8200, scheme: str = "https"
+def proxy_url(
+    api_url: str,
+    namespace: str,
+    name: str,
+    port: int = 8200,
+    scheme: str = "https",
+    kind: str = "services",
 ) -> str:
-    """The Kubernetes API server's proxy URL for a service port; Vault's API lives under it.
+    """The Kubernetes API server's proxy URL for a service or pod port; Vault's API lives under it.
 
     `https://k3s:6443` + `vault`/`vault` ->
-    `https://k3s:6443/api/v1/namespaces/vault/services/https:vault:8200/proxy`.
+    `https://k3s:6443/api/v1/namespaces/vault/services/https:vault:8200/proxy`;
+    with `kind="pods"` and `vault-0`, the same path under `pods/`.
     """
     if not re.match(r"^https?://[^/?#\s]+(/[^?#\s]*)?$", api_url):
         raise ValueError(f"api_url {api_url!r} must be an http(s) URL without query or fragment")
-    for what, name in (("namespace", namespace), ("service", service)):
-        if not _DNS_LABEL_RE.match(name):
-            raise ValueError(f"{what} {name!r} is not a Kubernetes object name (DNS label)")
+    if kind not in ("services", "pods"):
+        raise ValueError(f"kind {kind!r} must be services or pods")
+    for what, value in (("namespace", namespace), (kind[:-1], name)):
+        if not _DNS_LABEL_RE.match(value):
+            raise ValueError(f"{what} {value!r} is not a Kubernetes object name (DNS label)")
     if not 0 < port < 65536:
         raise ValueError(f"port {port} is not a TCP port")
     if scheme not in ("http", "https"):
         raise ValueError(f"scheme {scheme!r} must be http or https")
-    return f"{api_url.rstrip('/')}/api/v1/namespaces/{namespace}/services/{scheme}:{service}:{port}/proxy"
+    base = api_url.rstrip("/")
+    return f"{base}/api/v1/namespaces/{namespace}/{kind}/{scheme}:{name}:{port}/proxy"
 
 
 @contextlib.contextmanager
@@ -107,8 +125,6 @@ class VaultBootstrapProvider(ResourceProvider):
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         from pulumi.runtime import rpc
 
-        from components.vault.bootstrap import SpecError
-
         failures = []
 
         def known(key: str) -> Any:
@@ -125,7 +141,9 @@ class VaultBootstrapProvider(ResourceProvider):
                 CheckFailure("client_cert_pem", "client_cert_pem and client_key_pem go together")
             )
         try:
-            BootstrapSpec.from_dict(news.get("spec") or {})
+            BootstrapSpec.from_dict(news["spec"])
+        except KeyError:
+            failures.append(CheckFailure("spec", "required"))
         except SpecError as exc:
             failures += [CheckFailure("spec", problem) for problem in exc.problems]
         timeout = news.get("wait_timeout", DEFAULT_WAIT_TIMEOUT)
@@ -157,8 +175,6 @@ class VaultBootstrapProvider(ResourceProvider):
         self, props: dict[str, Any], previous_outputs: dict[str, Any] | None
     ) -> dict[str, Any]:
         import hvac
-
-        from components.vault.bootstrap import BootstrapError, bootstrap, wait_for_api
 
         spec = BootstrapSpec.from_dict(props["spec"])
         previous = BootstrapResult.from_outputs(previous_outputs) if previous_outputs else None
@@ -223,12 +239,14 @@ class VaultBootstrap(pulumi.dynamic.Resource, module="vault", name="Bootstrap"):
         client_key_pem: pulumi.Input[str],
         spec: BootstrapSpec,
         namespace: str = "vault",
-        service: str = "vault",
+        target: str = "vault",
+        target_kind: str = "services",
         port: int = 8200,
         wait_timeout: float = DEFAULT_WAIT_TIMEOUT,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """`api_url`, `ca_pem` and the client certificate come from `ClusterAccess`.
+        """`api_url`, `ca_pem` and the client certificate come from `ClusterAccess`; `target` is
+        the service (or, with `target_kind="pods"`, the pod) whose port 8200 serves Vault's API.
 
         A token reviewer JWT in `spec` makes the whole spec input a secret.
         """
@@ -237,7 +255,7 @@ class VaultBootstrap(pulumi.dynamic.Resource, module="vault", name="Bootstrap"):
             spec_input = pulumi.Output.secret(spec_input)
         props = {
             "base_url": pulumi.Output.from_input(api_url).apply(
-                lambda url: service_proxy_url(url, namespace, service, port)
+                lambda url: proxy_url(url, namespace, target, port, kind=target_kind)
             ),
             "ca_pem": ca_pem,
             "client_cert_pem": client_cert_pem,

@@ -11,7 +11,7 @@ Environment:
                       using VAULT_K8S_JWT_FILE (default: the pod's service-account token) on mount
                       VAULT_K8S_MOUNT (default `kubernetes`);
   VAULT_TOKEN_FILE    otherwise read the token from this file;
-  VAULT_TOKEN         otherwise use this token (restores need one with sudo on snapshot-force).
+  VAULT_TOKEN         otherwise use this token (restores need a privileged one, e.g. root).
   SNAPSHOT_BUCKET     S3 bucket (required); SNAPSHOT_PREFIX key prefix (default `vault`);
   SNAPSHOT_KEEP       how many snapshots to keep (default 30).
   AWS_*               read by boto3 (region, credentials, AWS_ENDPOINT_URL).

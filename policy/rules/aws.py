@@ -31,8 +31,12 @@ PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 ACCOUNT_PUBLIC_ACCESS_BLOCK = "aws:s3/accountPublicAccessBlock:AccountPublicAccessBlock"
 KMS_KEY = "aws:kms/key:Key"
 
-PUBLIC_ACCESS_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
-                       "restrictPublicBuckets")
+PUBLIC_ACCESS_FLAGS = (
+    "blockPublicAcls",
+    "blockPublicPolicy",
+    "ignorePublicAcls",
+    "restrictPublicBuckets",
+)
 PORT_NAMES = {22: "SSH", 6443: "Kubernetes API"}
 
 
@@ -79,12 +83,16 @@ def _launch_template_volumes(item: Item) -> Iterator[str]:
         return
     ebs = [(i, m) for i, m in enumerate(as_list(mappings)) if isinstance(dig(m, "ebs"), Mapping)]
     if not ebs:
-        yield "declares no EBS blockDeviceMappings, so the root volume copies the AMI snapshot " \
-              "(unencrypted)"
+        yield (
+            "declares no EBS blockDeviceMappings, so the root volume copies the AMI snapshot "
+            "(unencrypted)"
+        )
     for index, mapping in ebs:
         if not _true(dig(mapping, "ebs", "encrypted")):
-            yield f"blockDeviceMappings[{index}] ({dig(mapping, 'deviceName')}) ebs.encrypted " \
-                  "is not true"
+            yield (
+                f"blockDeviceMappings[{index}] ({dig(mapping, 'deviceName')}) ebs.encrypted "
+                "is not true"
+            )
 
 
 def check_ebs(item: Item, _: Params, __: StackInfo) -> Iterator[Violation]:
@@ -117,15 +125,25 @@ def _ingress_rules(item: Item) -> Iterator[tuple[str, Any, Any, Any, list[Any]]]
         for index, rule in enumerate(as_list(props.get("ingress"))):
             rule = as_dict(rule)
             cidrs = as_list(rule.get("cidrBlocks")) + as_list(rule.get("ipv6CidrBlocks"))
-            yield (f"ingress[{index}]", rule.get("protocol"), rule.get("fromPort"),
-                   rule.get("toPort"), cidrs)
+            yield (
+                f"ingress[{index}]",
+                rule.get("protocol"),
+                rule.get("fromPort"),
+                rule.get("toPort"),
+                cidrs,
+            )
     elif item.type == SECURITY_GROUP_RULE:
         if props.get("type") == "ingress":
             cidrs = as_list(props.get("cidrBlocks")) + as_list(props.get("ipv6CidrBlocks"))
             yield ("rule", props.get("protocol"), props.get("fromPort"), props.get("toPort"), cidrs)
     else:
-        yield ("rule", props.get("ipProtocol"), props.get("fromPort"), props.get("toPort"),
-               [props.get("cidrIpv4"), props.get("cidrIpv6")])
+        yield (
+            "rule",
+            props.get("ipProtocol"),
+            props.get("fromPort"),
+            props.get("toPort"),
+            [props.get("cidrIpv4"), props.get("cidrIpv6")],
+        )
 
 
 def _whole_internet(cidr: Any) -> bool:
@@ -200,7 +218,8 @@ def check_s3_encrypted(inv: Inventory, _: Params, __: StackInfo) -> Iterator[Vio
     configurations = inv.of(*BUCKET_ENCRYPTION)
     for bucket in inv.of(*BUCKETS):
         if _inline_encryption(bucket) or any(
-            names_bucket(config, bucket) and _encryption_rules_set(as_list(config.props.get("rules")))
+            names_bucket(config, bucket)
+            and _encryption_rules_set(as_list(config.props.get("rules")))
             for config in configurations
         ):
             continue

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from policy.model import Inventory, Item
+from policy.model import Item
 
 
 class Enforcement(StrEnum):
@@ -54,10 +53,6 @@ class Violation:
     """Reported as advisory whatever the rule's enforcement (the lower tier of a graded rule)."""
 
 
-ObjectCheck = Callable[[Item, Any, StackInfo], Iterable[Violation]]
-StackCheck = Callable[[Inventory, Any, StackInfo], Iterable[Violation]]
-
-
 @dataclass(frozen=True)
 class Rule:
     """A policy rule, written once and run by the checker CLI, the synth and the Pulumi pack."""
@@ -67,7 +62,8 @@ class Rule:
     enforcement: Enforcement
     """Default enforcement; stacks override it through policy config."""
     remediation: str
-    check: ObjectCheck | StackCheck
+    check: Callable[..., Iterable[Violation]]
+    """OBJECT rules: check(item, params, stack); STACK rules: check(inventory, params, stack)."""
     scope: Scope = Scope.OBJECT
     targets: frozenset[str] = frozenset()
     """OBJECT rules: the Kubernetes kinds and Pulumi type tokens the check receives."""

@@ -26,8 +26,16 @@ from policy.quantity import parse_quantity
 from policy.rules.base import Enforcement, Params, Rule, Scope, StackInfo, Violation
 
 POD_KINDS = frozenset(
-    {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job",
-     "CronJob", "Pod"}
+    {
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "ReplicaSet",
+        "ReplicationController",
+        "Job",
+        "CronJob",
+        "Pod",
+    }
 )
 REPLICATED_KINDS = ("Deployment", "StatefulSet", "ReplicaSet", "ReplicationController")
 BATCH_KINDS = frozenset({"Job", "CronJob"})
@@ -118,7 +126,8 @@ class SelectorIndex:
         entry = (self._count, item, selector)
         self._count += 1
         pairs = sorted(
-            (key, value) for key, value in required.items()
+            (key, value)
+            for key, value in required.items()
             if isinstance(key, str) and isinstance(value, str)
         )
         if pairs:
@@ -175,7 +184,9 @@ def replica_range(inv: Inventory, item: Item) -> tuple[int | None, int | None, I
     An autoscaler targeting the controller owns its replica count, so its minReplicas and
     maxReplicas win over spec.replicas (which then only matters until the first scaling).
     """
-    hpa = inv.memo("hpa-targets", _hpa_targets).get((item.namespace, item.kind or "", item.object_name))
+    hpa = inv.memo("hpa-targets", _hpa_targets).get(
+        (item.namespace, item.kind or "", item.object_name)
+    )
     if hpa is not None:
         low = dig(hpa.props, "spec", "minReplicas")
         high = dig(hpa.props, "spec", "maxReplicas")
@@ -332,9 +343,7 @@ def prestop_delay(hook: Mapping[str, Any]) -> int:
     return math.ceil(float(match[1])) if match else 0
 
 
-def check_graceful_shutdown(
-    inv: Inventory, p: ShutdownParams, _: StackInfo
-) -> Iterator[Violation]:
+def check_graceful_shutdown(inv: Inventory, p: ShutdownParams, _: StackInfo) -> Iterator[Violation]:
     for item, services in _served(inv):
         spec = pod_spec(item)
         grace_value = spec.get("terminationGracePeriodSeconds")
@@ -499,8 +508,11 @@ def check_unique_ingress(inv: Inventory, _: Params, __: StackInfo) -> Iterator[V
                     (other, other_backend)
                     for other, other_backend in entries
                     if other_backend != backend
-                    and (other is ingress or (other.namespace, other.object_name)
-                         != (ingress.namespace, ingress.object_name))
+                    and (
+                        other is ingress
+                        or (other.namespace, other.object_name)
+                        != (ingress.namespace, ingress.object_name)
+                    )
                 ),
                 None,
             )
@@ -575,7 +587,11 @@ def has_node_local_dns(inv: Inventory) -> bool:
     """NodeLocal DNSCache answers on each node, so lookups never cross the conntrack race."""
     for daemonset in inv.of("DaemonSet"):
         images = [str(c.get("image", "")) for _, c in containers(pod_spec(daemonset), init=False)]
-        if any(marker in text for text in [daemonset.object_name, *images] for marker in _NODE_LOCAL_DNS):
+        if any(
+            marker in text
+            for text in [daemonset.object_name, *images]
+            for marker in _NODE_LOCAL_DNS
+        ):
             return True
     return any(
         isinstance(chart := release.props.get("chart"), str)
@@ -636,7 +652,8 @@ def check_pdb(inv: Inventory, _: Params, __: StackInfo) -> Iterator[Violation]:
             continue
         labels = pod_labels(item)
         matching = [
-            pdb for pdb, selector in pdbs.candidates(item.namespace, labels)
+            pdb
+            for pdb, selector in pdbs.candidates(item.namespace, labels)
             if selector_matches(selector, labels)
         ]
         if not matching:
@@ -659,8 +676,8 @@ RULES = (
         id="replicas-min-2",
         description="Replicated workloads run at least 2 replicas (HPA minReplicas when scaled).",
         enforcement=Enforcement.MANDATORY,
-        remediation="Set spec.replicas: 2 or more, or minReplicas: 2 on the HorizontalPodAutoscaler "
-        "that targets the workload.",
+        remediation="Set spec.replicas: 2 or more, or minReplicas: 2 on the "
+        "HorizontalPodAutoscaler that targets the workload.",
         check=check_replicas,
         scope=Scope.STACK,
         params=ReplicaParams,
@@ -670,9 +687,9 @@ RULES = (
         description="Workloads with 2+ replicas spread them over nodes (hostname anti-affinity "
         "or topologySpreadConstraints).",
         enforcement=Enforcement.MANDATORY,
-        remediation="Add a topologySpreadConstraint (topologyKey kubernetes.io/hostname, maxSkew 1, "
-        "labelSelector matching the pod labels) or a preferred podAntiAffinity term on the "
-        "hostname.",
+        remediation="Add a topologySpreadConstraint (topologyKey kubernetes.io/hostname, "
+        "maxSkew 1, labelSelector matching the pod labels) or a preferred podAntiAffinity term "
+        "on the hostname.",
         check=check_spread,
         scope=Scope.STACK,
         params=SpreadParams,

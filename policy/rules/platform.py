@@ -95,11 +95,16 @@ def _yaml_values(text: str) -> Any:
 
 
 def helm_charts(item: Item) -> Iterator[tuple[str, Any, Any]]:
-    """(chart, version, values) for every Helm chart the item installs."""
+    """(chart, version, values) for every Helm chart the item installs.
+
+    Values that come from files (valueYamlFiles, valueFiles, valuesFile) are not visible here, so
+    such charts report their values as UNKNOWN.
+    """
     if item.type in (RELEASE, CHART_V4):
         chart = item.props.get("chart")
         if not _local_chart(chart):
-            yield str(chart), item.props.get("version"), item.props.get("values")
+            values = UNKNOWN if item.props.get("valueYamlFiles") else item.props.get("values")
+            yield str(chart), item.props.get("version"), values
     elif item.kind in ("Application", "ApplicationSet"):
         for source in _argo_sources(item):
             if "chart" in source:
@@ -107,10 +112,13 @@ def helm_charts(item: Item) -> Iterator[tuple[str, Any, Any]]:
                 values = helm.get("valuesObject")
                 if values is None and isinstance(helm.get("values"), str):
                     values = _yaml_values(helm["values"])
+                if helm.get("valueFiles"):
+                    values = UNKNOWN
                 yield str(source["chart"]), source.get("targetRevision"), values
     elif item.kind == "Kustomization":
         for chart in as_list(item.props.get("helmCharts")):
-            yield str(dig(chart, "name")), dig(chart, "version"), dig(chart, "valuesInline")
+            values = UNKNOWN if dig(chart, "valuesFile") else dig(chart, "valuesInline")
+            yield str(dig(chart, "name")), dig(chart, "version"), values
 
 
 def check_chart_pinned(item: Item, _: Params, __: StackInfo) -> Iterator[Violation]:
@@ -170,7 +178,9 @@ def check_vault_unseal(item: Item, p: SealParams, stack: StackInfo) -> Iterator[
         if chart.rsplit("/", 1)[-1] not in VAULT_CHARTS or values is UNKNOWN:
             continue
         if dig(values, "server", "dev", "enabled") is True:
-            yield Violation(item, f"{chart} runs in dev mode: in-memory storage, root token, no seal")
+            yield Violation(
+                item, f"{chart} runs in dev mode: in-memory storage, root token, no seal"
+            )
             continue
         found = seal_types(values)
         if found is None or found & set(p.seal_types):
@@ -178,9 +188,9 @@ def check_vault_unseal(item: Item, p: SealParams, stack: StackInfo) -> Iterator[
         wanted = " or ".join(f'seal "{seal}"' for seal in p.seal_types)
         yield Violation(
             item,
-            f"{chart} values configure no {wanted} (server.ha.raft.config, server.standalone.config "
-            "or server.extraEnvironmentVars.VAULT_SEAL_TYPE / BAO_SEAL_TYPE): every restarted "
-            "pod stays sealed until someone enters unseal keys",
+            f"{chart} values configure no {wanted} (server.ha.raft.config, "
+            "server.standalone.config or server.extraEnvironmentVars.VAULT_SEAL_TYPE / "
+            "BAO_SEAL_TYPE): every restarted pod stays sealed until someone enters unseal keys",
         )
 
 
@@ -203,7 +213,8 @@ RULES = (
         description="Every Helm chart install pins one exact chart version.",
         enforcement=Enforcement.MANDATORY,
         remediation="Set version (Pulumi Release/Chart), targetRevision (Argo CD) or version "
-        "(kustomize helmCharts) to an exact release such as 1.21.1, kept in components/versions.py.",
+        "(kustomize helmCharts) to an exact release such as 1.21.1, kept in "
+        "components/versions.py.",
         check=check_chart_pinned,
         targets=CHART_TARGETS,
     ),

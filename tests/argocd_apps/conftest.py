@@ -95,13 +95,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_for(port: int, daemon: subprocess.Popen) -> None:
+def _wait_for(port: int, daemon: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
-            raise AssertionError(
-                f"git daemon exited: {daemon.stderr.read() if daemon.stderr else ''}"
-            )
+            raise AssertionError(f"git daemon exited:\n{log.read_text()}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
@@ -127,24 +125,26 @@ def git_server(tmp_path_factory):
     git("commit", "--quiet", "-m", "argocd-apps", cwd=work)
     git("push", "--quiet", str(bare), "main", cwd=work)
     port = _free_port()
-    daemon = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--reuseaddr",
-            "--listen=127.0.0.1",
-            f"--port={port}",
-            f"--base-path={repos}",
-            "--export-all",
-            "--informative-errors",
-            str(repos),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # A file, not a pipe: a long-running daemon must never block on a full pipe.
+    log = root / "daemon.log"
+    with log.open("w") as stderr:
+        daemon = subprocess.Popen(
+            [
+                "git",
+                "daemon",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+                f"--port={port}",
+                f"--base-path={repos}",
+                "--export-all",
+                "--informative-errors",
+                str(repos),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     try:
-        _wait_for(port, daemon)
+        _wait_for(port, daemon, log)
         yield GitServer(f"git://127.0.0.1:{port}/platform.git", bare, work)
     finally:
         daemon.terminate()

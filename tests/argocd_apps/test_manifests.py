@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 from kubernetes_validate.utils import ValidationError
@@ -21,6 +22,14 @@ from tests.argocd_apps.support import (
 )
 
 
+def distinct(pairs: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """The first (where, object) of each distinct object: stacks share most of their builds."""
+    seen: dict[str, tuple[str, dict]] = {}
+    for where, obj in pairs:
+        seen.setdefault(json.dumps(obj, sort_keys=True), (where, obj))
+    return list(seen.values())
+
+
 @pytest.fixture(scope="session")
 def every_object(build, deployed) -> list[tuple[str, dict]]:
     """(where, object) for the raw builds of every kustomization and every deployed build."""
@@ -31,18 +40,19 @@ def every_object(build, deployed) -> list[tuple[str, dict]]:
         for app, objects in apps
         for obj in objects
     ]
-    return raw + built
+    return distinct(raw + built)
 
 
 @pytest.fixture(scope="session")
 def custom_resources(every_object, deployed) -> list[dict]:
     """Custom resources in the builds, the root objects of every stack and the Applications they
     generate."""
-    return (
-        [obj for _, obj in every_object if is_custom_resource(obj)]
-        + [obj for stack in STACKS for obj in gitops.root_objects(stack_facts(stack))]
-        + [dict(app.application) for apps in deployed.values() for app, _ in apps]
-    )
+    roots = [(stack, obj) for stack in STACKS for obj in gitops.root_objects(stack_facts(stack))]
+    applications = [
+        (stack, dict(app.application)) for stack, apps in deployed.items() for app, _ in apps
+    ]
+    found = [pair for pair in every_object if is_custom_resource(pair[1])]
+    return [obj for _, obj in distinct(found + roots + applications)]
 
 
 def test_core_objects_validate_strictly_at_the_pinned_kubernetes_minor(every_object):

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 
 import pytest
 
 from components.argocd import gitops
+from policy.quantity import parse_quantity as quantity
 from tests.argocd_apps.support import STACKS, UNPATCHED_MARKERS, ref, stack_facts
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 PINNED_IMAGE = re.compile(r"^[^@\s]+:[\w][\w.-]{0,127}@sha256:[0-9a-f]{64}$")
-UNITS = {"m": Decimal("0.001"), "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
-
-
-def quantity(value: str | int) -> Decimal:
-    number, unit = re.fullmatch(r"([\d.]+)([A-Za-z]*)", str(value)).groups()
-    return Decimal(number) * UNITS.get(unit, 1)
 
 
 def objects_of(deployed, stack: str, *kinds: str, apps_only: bool = False) -> list[dict]:

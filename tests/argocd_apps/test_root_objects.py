@@ -84,11 +84,13 @@ def test_generated_applications_match_the_application_crd(deployed):
 
 
 def test_extras_are_off_by_default_and_on_per_environment():
-    names = lambda facts: sorted(a.name for a in gitops.expand(facts, REPO))  # noqa: E731
-    assert names(stack_facts("dev", extras=())) == ["hello"]
-    assert names(stack_facts("dev")) == ["extra-nodelocaldns", "hello"]
-    other = stack_facts("dev", extras=("nodelocaldns",), environment="qa")
-    assert names(other) == ["extra-nodelocaldns"], "qa has no hello overlay, so only the extra"
+    def names(**overrides):
+        return sorted(a.name for a in gitops.expand(stack_facts("dev", **overrides), REPO))
+
+    assert names(extras=()) == ["hello"]
+    assert names() == ["extra-nodelocaldns", "hello"]
+    qa = names(extras=("nodelocaldns",), environment="qa")
+    assert qa == ["extra-nodelocaldns"], "qa has no hello overlay, so only the extra"
 
 
 def test_a_wrong_path_or_an_unknown_extra_is_an_error():
@@ -152,19 +154,3 @@ def test_projects_permit_what_their_apps_deploy_and_nothing_of_the_platform(depl
         assert not _permits(apps, namespace)
     assert apps["spec"]["clusterResourceWhitelist"] == [{"group": "", "kind": "Namespace"}]
     assert projects[gitops.EXTRAS_PROJECT]["spec"]["clusterResourceWhitelist"] == []
-
-
-def test_every_app_name_is_a_permitted_namespace():
-    project = gitops.app_project(stack_facts("dev"))
-    names = [p.name for p in (REPO / GITOPS_PATH / gitops.APPS_DIR).iterdir() if p.is_dir()]
-    assert [n for n in names if not _permits(project, n)] == []
-
-
-def test_every_git_source_is_the_configured_repo_and_revision():
-    facts = stack_facts("dev", repo_url="https://git.example.com/fork.git", revision="release-1")
-    for appset in (gitops.root_application_set(facts), gitops.extras_application_set(facts)):
-        (generator,) = appset["spec"]["generators"]
-        (git,) = [g["git"] for g in generator["matrix"]["generators"] if "git" in g]
-        source = appset["spec"]["template"]["spec"]["source"]
-        assert (git["repoURL"], git["revision"]) == (facts.repo_url, facts.revision)
-        assert (source["repoURL"], source["targetRevision"]) == (facts.repo_url, facts.revision)

@@ -12,7 +12,9 @@ from components import config
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "config"
-VALID = sorted((FIXTURES / "valid").glob("*.yaml")) + sorted((REPO / "stacks").glob("Pulumi.*.yaml"))
+VALID = sorted((FIXTURES / "valid").glob("*.yaml")) + sorted(
+    (REPO / "stacks").glob("Pulumi.*.yaml")
+)
 INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
 
 
@@ -21,7 +23,7 @@ def _config(path: Path) -> dict:
 
 
 def _expected_key(path: Path) -> str:
-    match = re.search(r"^# error-key: (\S+)$", path.read_text(), re.M)
+    match = re.search(r"^# error-key: (\S+)$", path.read_text(), re.MULTILINE)
     assert match, f"{path.name} must say which key it breaks (# error-key: ...)"
     return match[1]
 
@@ -58,7 +60,9 @@ def test_every_problem_is_reported_once():
         config.parse(raw)
     keys = [i.key for i in err.value.issues]
     assert sorted(keys) == sorted(set(keys))
-    assert {"platform:bogus", "platform:cluster.servers", "platform:cluster.rootVolumeGb"} <= set(keys)
+    assert {"platform:bogus", "platform:cluster.servers", "platform:cluster.rootVolumeGb"} <= set(
+        keys
+    )
     assert str(err.value).count("\n") == len(keys)
 
 
@@ -70,9 +74,17 @@ def test_defaults_derive_from_production():
 
 
 @pytest.mark.parametrize(
-    "itype,arch", [("t3.large", "x86_64"), ("t3a.medium", "x86_64"), ("t4g.large", "arm64"),
-                   ("m7gd.xlarge", "arm64"), ("c7gn.large", "arm64"), ("g5.xlarge", "x86_64"),
-                   ("m6i.2xlarge", "x86_64"), ("nonsense", None)],
+    "itype,arch",
+    [
+        ("t3.large", "x86_64"),
+        ("t3a.medium", "x86_64"),
+        ("t4g.large", "arm64"),
+        ("m7gd.xlarge", "arm64"),
+        ("c7gn.large", "arm64"),
+        ("g5.xlarge", "x86_64"),
+        ("m6i.2xlarge", "x86_64"),
+        ("nonsense", None),
+    ],
 )
 def test_instance_arch(itype: str, arch: str | None):
     assert config.instance_arch(itype) == arch

@@ -20,7 +20,9 @@ def test_dev_is_one_server_and_no_load_balancer(synth_results):
     assert lines["EC2 t3.large (servers)"]["monthly"] == pytest.approx(0.0832 * 730, abs=0.01)
     assert "network load balancers" not in lines and "NAT gateways" not in lines
     assert lines["Elastic IPs (public IPv4)"]["quantity"] == 1
-    assert "public IPv4 of servers in public subnets" not in lines, "the EIP replaces the automatic address"
+    assert "public IPv4 of servers in public subnets" not in lines, (
+        "the EIP replaces the automatic address"
+    )
     assert lines["EBS gp3 root volumes"]["quantity"] == 40
 
 
@@ -30,7 +32,9 @@ def test_prod_counts_every_billable_resource(synth_results):
     assert lines["EC2 m6i.large (agents, on-demand)"]["quantity"] == 3
     assert lines["NAT gateways"]["quantity"] == 1
     assert lines["network load balancers"]["quantity"] == 1
-    assert lines["Elastic IPs (public IPv4)"]["quantity"] == 4, "3 NLB addresses + the NAT gateway's"
+    assert lines["Elastic IPs (public IPv4)"]["quantity"] == 4, (
+        "3 NLB addresses + the NAT gateway's"
+    )
     assert lines["EBS gp3 root volumes"]["quantity"] == 6 * 80
     assert lines["Secrets Manager secrets"]["quantity"] == 2
     total = cost_of(synth_results["prod"])["monthlyTotal"]
@@ -47,8 +51,12 @@ def test_spot_share_and_public_agents(synth_results):
     dev = synth_results["dev"]
     resources = cost_resources(dev)
     asg = next(r for r in resources if r.type == "aws:autoscaling/group:Group")
-    scaled = [r if r is not asg else cost.Resource(r.type, r.name, {**r.inputs, "desiredCapacity": 2}, r.id)
-              for r in resources]
+    scaled = [
+        r
+        if r is not asg
+        else cost.Resource(r.type, r.name, {**r.inputs, "desiredCapacity": 2}, r.id)
+        for r in resources
+    ]
     lines = {line.item: line for line in cost.estimate(scaled, "us-east-1").lines}
     spot = lines["EC2 t3.large (agents, Spot)"]
     assert spot.quantity == 2 and spot.unit_price == pytest.approx(0.0832 * 0.35, abs=1e-5)

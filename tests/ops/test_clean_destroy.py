@@ -13,11 +13,28 @@ import yaml
 from synth.core import helm_releases, kubernetes_objects
 from synth.mocks import Registration
 
-AWS_CONTROLLER_CHARTS = {"aws-load-balancer-controller", "aws-ebs-csi-driver", "aws-efs-csi-driver",
-                         "aws-cloud-controller-manager", "cluster-autoscaler", "karpenter", "external-dns"}
+AWS_CONTROLLER_CHARTS = {
+    "aws-load-balancer-controller",
+    "aws-ebs-csi-driver",
+    "aws-efs-csi-driver",
+    "aws-cloud-controller-manager",
+    "cluster-autoscaler",
+    "karpenter",
+    "external-dns",
+}
 AWS_PROVISIONERS = {"ebs.csi.aws.com", "kubernetes.io/aws-ebs", "efs.csi.aws.com"}
-CREATING_ACTIONS = ("ec2:Create", "ec2:RunInstances", "ec2:AllocateAddress", "elasticloadbalancing:",
-                    "autoscaling:", "route53:CreateHostedZone", "iam:", "s3:CreateBucket", "ec2:*", "*")
+CREATING_ACTIONS = (
+    "ec2:Create",
+    "ec2:RunInstances",
+    "ec2:AllocateAddress",
+    "elasticloadbalancing:",
+    "autoscaling:",
+    "route53:CreateHostedZone",
+    "iam:",
+    "s3:CreateBucket",
+    "ec2:*",
+    "*",
+)
 
 
 def _walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -53,7 +70,11 @@ def aws_side_effects(result) -> list[str]:
             problems.append(f"Helm release {entry['name']} installs {entry['chart']}")
         for path, value in _walk(values):
             key = path.rsplit(".", 1)[-1]
-            if key in ("storageClass", "storageClassName") and value not in (None, "", "local-path"):
+            if key in ("storageClass", "storageClassName") and value not in (
+                None,
+                "",
+                "local-path",
+            ):
                 problems.append(f"{entry['name']} values{path} = {value!r} (dynamic cloud volume)")
             if key.startswith("service.beta.kubernetes.io/aws-load-balancer"):
                 problems.append(f"{entry['name']} values{path} asks AWS for a load balancer")
@@ -61,15 +82,23 @@ def aws_side_effects(result) -> list[str]:
         kind = obj.get("kind")
         if kind == "StorageClass" and obj.get("provisioner") in AWS_PROVISIONERS:
             problems.append(f"StorageClass {obj['metadata']['name']} provisions AWS volumes")
-        if kind == "Service" and (obj.get("spec") or {}).get("loadBalancerClass", "").startswith("service.k8s.aws"):
-            problems.append(f"Service {obj['metadata']['name']} is handled by the AWS load balancer controller")
+        if kind == "Service" and (obj.get("spec") or {}).get("loadBalancerClass", "").startswith(
+            "service.k8s.aws"
+        ):
+            problems.append(
+                f"Service {obj['metadata']['name']} is handled by the AWS load balancer controller"
+            )
     for config in _k3s_configs(result):
         if any("cloud-provider=external" in arg for arg in config.get("kubelet-arg", [])):
             problems.append("kubelets wait for an external (AWS) cloud controller")
     for statement in _statements(result):
-        actions = [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        actions = (
+            [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
+        )
         for action in actions:
-            if statement["Effect"] == "Allow" and (action in ("*", "ec2:*") or action.startswith(CREATING_ACTIONS[:-2])):
+            if statement["Effect"] == "Allow" and (
+                action in ("*", "ec2:*") or action.startswith(CREATING_ACTIONS[:-2])
+            ):
                 problems.append(f"a node role may call {action}")
     return problems
 
@@ -83,19 +112,58 @@ def test_the_check_finds_each_kind_of_side_effect(synth_results):
     base = synth_results["prod"]
 
     def add(typ: str, inputs: dict) -> Registration:
-        return Registration(urn=f"urn:test::{typ}", id="x", type=typ, name="x", parent=None, custom=True,
-                            provider=None, depends_on=[], protect=False, inputs=inputs, plain_inputs=inputs)
+        return Registration(
+            urn=f"urn:test::{typ}",
+            id="x",
+            type=typ,
+            name="x",
+            parent=None,
+            custom=True,
+            provider=None,
+            depends_on=[],
+            protect=False,
+            inputs=inputs,
+            plain_inputs=inputs,
+        )
 
     extra = [
-        add("kubernetes:helm.sh/v3:Release", {"name": "ebs", "chart": "aws-ebs-csi-driver", "values": {}}),
-        add("kubernetes:helm.sh/v3:Release", {"name": "db", "chart": "postgresql",
-                                              "values": {"primary": {"persistence": {"storageClass": "gp3"}}}}),
-        add("kubernetes:storage.k8s.io/v1:StorageClass", {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-                                                          "metadata": {"name": "gp3"}, "provisioner": "ebs.csi.aws.com"}),
-        add("aws:iam/rolePolicy:RolePolicy", {"policy": json.dumps({"Statement": [
-            {"Effect": "Allow", "Action": ["ec2:CreateVolume"], "Resource": "*"}]})}),
+        add(
+            "kubernetes:helm.sh/v3:Release",
+            {"name": "ebs", "chart": "aws-ebs-csi-driver", "values": {}},
+        ),
+        add(
+            "kubernetes:helm.sh/v3:Release",
+            {
+                "name": "db",
+                "chart": "postgresql",
+                "values": {"primary": {"persistence": {"storageClass": "gp3"}}},
+            },
+        ),
+        add(
+            "kubernetes:storage.k8s.io/v1:StorageClass",
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {"name": "gp3"},
+                "provisioner": "ebs.csi.aws.com",
+            },
+        ),
+        add(
+            "aws:iam/rolePolicy:RolePolicy",
+            {
+                "policy": json.dumps(
+                    {
+                        "Statement": [
+                            {"Effect": "Allow", "Action": ["ec2:CreateVolume"], "Resource": "*"}
+                        ]
+                    }
+                )
+            },
+        ),
     ]
-    tampered = type(base)(base.stack, base.project, base.config, base.registrations + extra, base.outputs)
+    tampered = type(base)(
+        base.stack, base.project, base.config, base.registrations + extra, base.outputs
+    )
     problems = aws_side_effects(tampered)
     assert len(problems) == 4, problems
     assert any("aws-ebs-csi-driver" in p for p in problems)

@@ -16,8 +16,11 @@ CHECK = Path(sys.executable).with_name("check-jsonschema")
 
 
 def _check(*paths: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CHECK), "--builtin-schema", "vendor.github-workflows", *map(str, paths)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [str(CHECK), "--builtin-schema", "vendor.github-workflows", *map(str, paths)],
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_workflows_match_the_schema():

@@ -96,22 +96,28 @@ def plaintext(value: Any) -> Iterator[str]:
 
 STACKS = {
     "dev": {
-        "platform:environment": "dev", "aws:region": "eu-west-1",
+        "platform:environment": "dev",
+        "aws:region": "eu-west-1",
         "platform:cluster": {"apiAllowedCidrs": ["203.0.113.0/24"]},
         "platform:tls": {"acmeEmail": "ops@example.com"},
         "platform:gitops": {"repoUrl": "https://github.com/example/platform.git"},
     },
     "prod": {
-        "platform:environment": "prod", "platform:production": True, "aws:region": "eu-west-1",
-        "platform:network": {"availabilityZones": 3,
-                             "publicSubnetCidrs": ["10.20.0.0/20", "10.20.16.0/20", "10.20.32.0/20"]},
+        "platform:environment": "prod",
+        "platform:production": True,
+        "aws:region": "eu-west-1",
+        "platform:network": {
+            "availabilityZones": 3,
+            "publicSubnetCidrs": ["10.20.0.0/20", "10.20.16.0/20", "10.20.32.0/20"],
+        },
         "platform:cluster": {"servers": 3, "apiAllowedCidrs": ["203.0.113.0/24"]},
         "platform:dns": {"domain": "prod.example.com", "hostedZoneId": "Z0123456789ABC"},
         "platform:tls": {"acmeEmail": "ops@example.com"},
         "platform:gitops": {"repoUrl": "https://github.com/example/platform.git"},
     },
     "local": {
-        "platform:environment": "local", "platform:target": "existing",
+        "platform:environment": "local",
+        "platform:target": "existing",
         "platform:local": {"kubeconfig": "~/.kube/config", "ingressIp": "127.0.0.1"},
         "platform:tls": {"letsEncrypt": False},
         "platform:gitops": {"repoUrl": "https://github.com/example/platform.git"},
@@ -121,23 +127,33 @@ STACKS = {
 
 def fake_access(aws: bool, ingress_ip: str) -> ClusterAccess:
     gate = pulumi.CustomResource("test:index:Gate", "gate")
-    provider = k8s.Provider("cluster-k8s", kubeconfig="{}",
-                            opts=pulumi.ResourceOptions(depends_on=[gate]))
-    facts = AwsFacts(
-        region="eu-west-1",
-        kms_key_arn=pulumi.Output.from_input(KMS_ARN),
-        snapshot_bucket=pulumi.Output.from_input("snapshots"),
-        server_role_name=pulumi.Output.from_input("server"),
-        agent_role_name=pulumi.Output.from_input("agent"),
-    ) if aws else None
+    provider = k8s.Provider(
+        "cluster-k8s", kubeconfig="{}", opts=pulumi.ResourceOptions(depends_on=[gate])
+    )
+    facts = (
+        AwsFacts(
+            region="eu-west-1",
+            kms_key_arn=pulumi.Output.from_input(KMS_ARN),
+            snapshot_bucket=pulumi.Output.from_input("snapshots"),
+            server_role_name=pulumi.Output.from_input("server"),
+            agent_role_name=pulumi.Output.from_input("agent"),
+        )
+        if aws
+        else None
+    )
     return ClusterAccess(
-        name="cluster", provider=provider,
+        name="cluster",
+        provider=provider,
         api_url=pulumi.Output.from_input("https://k3s.example.com:6443"),
-        ca_pem=pulumi.Output.from_input("-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n"),
+        ca_pem=pulumi.Output.from_input(
+            "-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n"
+        ),
         client_cert_pem=pulumi.Output.from_input("cert"),
         client_key_pem=pulumi.Output.secret(CLIENT_KEY),
         kubeconfig=pulumi.Output.secret("{}"),
-        ingress_ip=pulumi.Output.from_input(ingress_ip), ready=gate, aws=facts,
+        ingress_ip=pulumi.Output.from_input(ingress_ip),
+        ready=gate,
+        aws=facts,
     )
 
 
@@ -171,8 +187,11 @@ def platforms() -> dict[str, Recorder]:
 
         def program() -> None:
             access = fake_access(cfg.target == "aws", ip)
-            Platform("platform", access, PlatformArgs(
-                config=cfg, gitops_token=pulumi.Output.secret(GITOPS_TOKEN)))
+            Platform(
+                "platform",
+                access,
+                PlatformArgs(config=cfg, gitops_token=pulumi.Output.secret(GITOPS_TOKEN)),
+            )
 
         return synthesize(program)
 

@@ -31,8 +31,14 @@ def test_production_values_are_highly_available(platforms):
     assert values(dev, "rancher")["replicas"] == 1
     argocd = values(prod, "argocd")
     assert argocd["redis-ha"] == {"enabled": True}
-    assert min(argocd["server"]["replicas"], argocd["repoServer"]["replicas"],
-               argocd["applicationSet"]["replicas"]) >= 2
+    assert (
+        min(
+            argocd["server"]["replicas"],
+            argocd["repoServer"]["replicas"],
+            argocd["applicationSet"]["replicas"],
+        )
+        >= 2
+    )
     assert "redis-ha" not in values(dev, "argocd")
     vault = values(prod, "vault")["server"]
     assert vault["ha"]["replicas"] == 3
@@ -51,8 +57,10 @@ def test_vault_on_aws_seals_with_kms_on_control_plane_nodes(platforms):
 
 def test_issuer_per_stack(platforms):
     def issuers(stack):
-        return {unwrap(r.inputs)["metadata"]["name"]: unwrap(r.inputs)["spec"]
-                for r in platforms[stack].by_type(":ClusterIssuer")}
+        return {
+            unwrap(r.inputs)["metadata"]["name"]: unwrap(r.inputs)["spec"]
+            for r in platforms[stack].by_type(":ClusterIssuer")
+        }
 
     assert list(issuers("dev")) == ["letsencrypt-staging"]
     assert "acme-staging-v02" in issuers("dev")["letsencrypt-staging"]["acme"]["server"]
@@ -76,8 +84,11 @@ def test_issuer_name_follows_the_acme_server():
 @pytest.mark.parametrize("stack", ["dev", "prod", "local"])
 def test_every_kubernetes_resource_uses_the_provider_behind_the_gate(platforms, stack):
     rec = platforms[stack]
-    k8s_resources = [r for r in rec.resources.values()
-                     if r.type.startswith("kubernetes:") and r.name != "cluster-k8s"]
+    k8s_resources = [
+        r
+        for r in rec.resources.values()
+        if r.type.startswith("kubernetes:") and r.name != "cluster-k8s"
+    ]
     assert len(k8s_resources) > 15
     for r in k8s_resources:
         opts = rec.options[r.name]
@@ -92,13 +103,21 @@ def test_dependency_order(platforms, stack):
     for issuer in rec.by_type(":ClusterIssuer"):
         assert "platform-cert-manager-release" in rec.dependencies(issuer.name)
     assert "platform-vault-release" in rec.dependencies("platform-vault-bootstrap")
-    assert {"platform-vault-certificate-vault-server-tls"} <= rec.dependencies("platform-vault-release")
+    assert {"platform-vault-certificate-vault-server-tls"} <= rec.dependencies(
+        "platform-vault-release"
+    )
     store = rec.dependencies("platform-external-secrets-store")
     assert {"platform-vault-bootstrap", "platform-external-secrets-release"} <= store
     root = rec.dependencies("platform-argocd-applicationset-apps")
-    assert {"platform-argocd-repo", "platform-argocd-cluster", "platform-argocd-release",
-            "platform-argocd-appproject-apps"} <= root
-    assert "platform-cert-manager-clusterissuer-" in " ".join(rec.dependencies("platform-argocd-release"))
+    assert {
+        "platform-argocd-repo",
+        "platform-argocd-cluster",
+        "platform-argocd-release",
+        "platform-argocd-appproject-apps",
+    } <= root
+    assert "platform-cert-manager-clusterissuer-" in " ".join(
+        rec.dependencies("platform-argocd-release")
+    )
     if stack == "dev":
         assert "platform-cert-manager-release" in rec.dependencies("platform-rancher-release")
 
@@ -124,10 +143,13 @@ def test_hostnames_sslip_and_domain(platforms):
         apps_domain(None, "ingress.example.com")
     assert values(platforms["dev"], "rancher")["hostname"] == "rancher.203.0.113.10.sslip.io"
     assert values(platforms["prod"], "argocd")["global"]["domain"] == "argocd.prod.example.com"
-    records = {unwrap(r.inputs)["name"]: unwrap(r.inputs)["records"]
-               for r in platforms["prod"].by_type("route53/record:Record")}
-    assert records == {f"{n}.prod.example.com": ["203.0.113.10"]
-                       for n in ("rancher", "argocd", "vault", "*")}
+    records = {
+        unwrap(r.inputs)["name"]: unwrap(r.inputs)["records"]
+        for r in platforms["prod"].by_type("route53/record:Record")
+    }
+    assert records == {
+        f"{n}.prod.example.com": ["203.0.113.10"] for n in ("rancher", "argocd", "vault", "*")
+    }
     assert not platforms["dev"].by_type("route53/record:Record")
 
 

@@ -15,10 +15,22 @@ from tests.conftest import require_shared
 from tests.platform.conftest import unwrap
 
 CRD_FILES = {
-    ("cert-manager.io", "ClusterIssuer"): ("cert-manager", "v1.21.1", "cert-manager.io_clusterissuers.yaml"),
+    ("cert-manager.io", "ClusterIssuer"): (
+        "cert-manager",
+        "v1.21.1",
+        "cert-manager.io_clusterissuers.yaml",
+    ),
     ("cert-manager.io", "Issuer"): ("cert-manager", "v1.21.1", "cert-manager.io_issuers.yaml"),
-    ("cert-manager.io", "Certificate"): ("cert-manager", "v1.21.1", "cert-manager.io_certificates.yaml"),
-    ("external-secrets.io", "ClusterSecretStore"): ("external-secrets", None, "external-secrets.io_clustersecretstores.yaml"),
+    ("cert-manager.io", "Certificate"): (
+        "cert-manager",
+        "v1.21.1",
+        "cert-manager.io_certificates.yaml",
+    ),
+    ("external-secrets.io", "ClusterSecretStore"): (
+        "external-secrets",
+        None,
+        "external-secrets.io_clustersecretstores.yaml",
+    ),
     ("argoproj.io", "AppProject"): ("argo-cd", "v3.4.4", "appproject-crd.yaml"),
     ("argoproj.io", "ApplicationSet"): ("argo-cd", "v3.4.4", "applicationset-crd.yaml"),
 }
@@ -32,7 +44,9 @@ def close(schema: Any) -> Any:
     schema = dict(schema)
     if "properties" in schema:
         schema["properties"] = {k: close(v) for k, v in schema["properties"].items()}
-        if "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        if "additionalProperties" not in schema and not schema.get(
+            "x-kubernetes-preserve-unknown-fields"
+        ):
             schema["additionalProperties"] = False
     if isinstance(schema.get("items"), dict):
         schema["items"] = close(schema["items"])
@@ -65,8 +79,14 @@ def custom_resources(rec) -> list[dict[str, Any]]:
 def test_custom_resources_match_their_crds_strictly(platforms, stack):
     objects = custom_resources(platforms[stack])
     kinds = {o["kind"] for o in objects}
-    assert {"ClusterIssuer", "Certificate", "Issuer", "ClusterSecretStore", "AppProject",
-            "ApplicationSet"} <= kinds
+    assert {
+        "ClusterIssuer",
+        "Certificate",
+        "Issuer",
+        "ClusterSecretStore",
+        "AppProject",
+        "ApplicationSet",
+    } <= kinds
     for obj in objects:
         group, version = obj["apiVersion"].split("/")
         schema = crd_schema(group, obj["kind"], version)

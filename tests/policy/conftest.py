@@ -15,6 +15,8 @@ def corpus() -> Path:
     """The upstream checkers' fixtures; forks of the repository don't have them."""
     path = SHARED / "policy-corpus"
     if not (path / "INDEX.json").is_file():
-        pytest.skip(f"upstream policy corpus not present at {path.resolve()} (shared/ is not part "
-                    "of the repository)")
+        pytest.skip(
+            f"upstream policy corpus not present at {path.resolve()} (shared/ is not part "
+            "of the repository)"
+        )
     return path

@@ -35,12 +35,14 @@ def pod_spec(**changes: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "containers": [container()],
         "dnsConfig": {"options": [{"name": "single-request-reopen"}]},
-        "topologySpreadConstraints": [{
-            "maxSkew": 1,
-            "topologyKey": "kubernetes.io/hostname",
-            "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": dict(LABELS)},
-        }],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": dict(LABELS)},
+            }
+        ],
     }
     spec.update(changes)
     return spec
@@ -57,12 +59,19 @@ def workload(
     template = {"metadata": {"labels": dict(LABELS)}, "spec": pod_spec(**pod_changes)}
     metadata = {"name": name, "namespace": namespace}
     if kind == "Pod":
-        return {"apiVersion": "v1", "kind": "Pod",
-                "metadata": {**metadata, "labels": dict(LABELS)}, "spec": template["spec"]}
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {**metadata, "labels": dict(LABELS)},
+            "spec": template["spec"],
+        }
     if kind == "CronJob":
-        return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": metadata,
-                "spec": {"schedule": "0 * * * *",
-                         "jobTemplate": {"spec": {"template": template}}}}
+        return {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": metadata,
+            "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": template}}},
+        }
     spec: dict[str, Any] = {"selector": {"matchLabels": dict(LABELS)}, "template": template}
     if replicas is not None and kind not in ("DaemonSet", "Job"):
         spec["replicas"] = replicas
@@ -72,14 +81,17 @@ def workload(
 
 def service(name: str = "web", namespace: str = "shop", **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {"selector": dict(LABELS), "ports": [{"port": 80, "targetPort": 8080}], **spec},
     }
 
 
 def pdb(name: str = "web", namespace: str = "shop", **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(LABELS)}, **spec},
     }
@@ -87,25 +99,45 @@ def pdb(name: str = "web", namespace: str = "shop", **spec: Any) -> dict[str, An
 
 def hpa(target: str = "web", namespace: str = "shop", **spec: Any) -> dict[str, Any]:
     return {
-        "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": target, "namespace": namespace},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-                 "minReplicas": 2, "maxReplicas": 5, **spec},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": 2,
+            "maxReplicas": 5,
+            **spec,
+        },
     }
 
 
 def ingress(
-    name: str, host: str | None, backend: str, path: str = "/", namespace: str = "shop",
+    name: str,
+    host: str | None,
+    backend: str,
+    path: str = "/",
+    namespace: str = "shop",
     path_type: str = "Prefix",
 ) -> dict[str, Any]:
-    rule: dict[str, Any] = {"http": {"paths": [{
-        "path": path, "pathType": path_type,
-        "backend": {"service": {"name": backend, "port": {"number": 80}}},
-    }]}}
+    rule: dict[str, Any] = {
+        "http": {
+            "paths": [
+                {
+                    "path": path,
+                    "pathType": path_type,
+                    "backend": {"service": {"name": backend, "port": {"number": 80}}},
+                }
+            ]
+        }
+    }
     if host is not None:
         rule["host"] = host
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-            "metadata": {"name": name, "namespace": namespace}, "spec": {"rules": [rule]}}
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"rules": [rule]},
+    }
 
 
 def served_app(**workload_changes: Any) -> list[dict[str, Any]]:
@@ -115,8 +147,12 @@ def served_app(**workload_changes: Any) -> list[dict[str, Any]]:
 
 def resource(token: str, name: str, **props: Any) -> dict[str, Any]:
     """A Pulumi resource as the engine describes it."""
-    return {"type": token, "name": name, "urn": f"urn:pulumi:dev::gitops-platform::{token}::{name}",
-            "props": props}
+    return {
+        "type": token,
+        "name": name,
+        "urn": f"urn:pulumi:dev::gitops-platform::{token}::{name}",
+        "props": props,
+    }
 
 
 def fired(findings: Iterable[Finding]) -> list[str]:

@@ -17,7 +17,9 @@ from tests.policy.conftest import REPO_ROOT
 from tests.policy.policy_objects import served_app, workload
 
 STAGING_ISSUER = {
-    "apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "le"},
+    "apiVersion": "cert-manager.io/v1",
+    "kind": "ClusterIssuer",
+    "metadata": {"name": "le"},
     "spec": {"acme": {"server": "https://acme-staging-v02.api.letsencrypt.org/directory"}},
 }
 
@@ -65,16 +67,36 @@ def test_json_format(tmp_path: Path) -> None:
     report = json.loads(out)
     assert status == 1
     assert {k: report[k] for k in ("files", "objects", "mandatory", "advisory")} == {
-        "files": 1, "objects": 3, "mandatory": 1, "advisory": 0}
-    assert report["findings"] == [{
-        "rule": "replicas-min-2", "enforcement": "mandatory", "object": "Deployment/shop/web",
-        "message": report["findings"][0]["message"], "source": str(source)}]
+        "files": 1,
+        "objects": 3,
+        "mandatory": 1,
+        "advisory": 0,
+    }
+    assert report["findings"] == [
+        {
+            "rule": "replicas-min-2",
+            "enforcement": "mandatory",
+            "object": "Deployment/shop/web",
+            "message": report["findings"][0]["message"],
+            "source": str(source),
+        }
+    ]
 
 
 def test_files_directories_and_stdin_form_one_set(tmp_path: Path) -> None:
     # The Service (stdin) selects the Deployment (a file found recursively): readiness applies.
-    bare = workload(containers=[{"name": "app", "image": "web:1.0", "resources": {
-        "requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}])
+    bare = workload(
+        containers=[
+            {
+                "name": "app",
+                "image": "web:1.0",
+                "resources": {
+                    "requests": {"cpu": "1", "memory": "1Gi"},
+                    "limits": {"cpu": "1", "memory": "1Gi"},
+                },
+            }
+        ]
+    )
     write(tmp_path / "a" / "b" / "deploy.yml", bare, {"replicaCount": 3}, None)
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "hidden.yaml").write_text("kind: [")
@@ -92,9 +114,15 @@ def test_config_file_and_stack_file(tmp_path: Path) -> None:
     config = tmp_path / "policy.json"
     config.write_text(json.dumps({"replicas-min-2": {"enforcementLevel": "advisory"}}))
     assert run(tmp_path / "web.yaml", "--config", config)[0] == 0
-    stack = write(tmp_path / "Pulumi.prod.yaml", {"config": {
-        "platform:production": True,
-        "platform:policy": {"replicas-min-2": "disabled"}}})
+    stack = write(
+        tmp_path / "Pulumi.prod.yaml",
+        {
+            "config": {
+                "platform:production": True,
+                "platform:policy": {"replicas-min-2": "disabled"},
+            }
+        },
+    )
     status, out = run(tmp_path / "web.yaml", "--stack", stack)
     assert status == 1
     assert "acme-server-per-stack" in out and "replicas-min-2" not in out
@@ -106,8 +134,9 @@ def errors(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> str:
     return capsys.readouterr().err
 
 
-def test_missing_path_and_empty_directory_exit_2(tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_path_and_empty_directory_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert "missing: no such file or directory" in errors(capsys, tmp_path / "missing")
     assert "no YAML files found in" in errors(capsys, tmp_path)
 
@@ -133,7 +162,13 @@ def test_unknown_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_module_entry_point(tmp_path: Path) -> None:
     write(tmp_path / "web.yaml", *served_app(replicas=1))
-    result = subprocess.run([sys.executable, "-m", "policy.check", str(tmp_path)],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "policy.check", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1, result.stderr
     assert "replicas-min-2" in result.stdout

@@ -19,8 +19,14 @@ from policy.rules import RULES_BY_ID
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CASES = sorted(FIXTURES.glob("*/*/*.yaml"))
-UNCOVERED_UPSTREAM = ("graceful-shutdown", "aws-imdsv2-required", "aws-ebs-encrypted",
-                      "aws-no-public-ssh", "acme-server-per-stack", "helm-chart-pinned")
+UNCOVERED_UPSTREAM = (
+    "graceful-shutdown",
+    "aws-imdsv2-required",
+    "aws-ebs-encrypted",
+    "aws-no-public-ssh",
+    "acme-server-per-stack",
+    "helm-chart-pinned",
+)
 
 
 def load(path: Path) -> tuple[list[dict[str, Any]], list[Manifest], PolicySettings]:

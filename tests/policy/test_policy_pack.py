@@ -32,25 +32,42 @@ def policies(settings: PolicySettings | None = None) -> dict[str, Any]:
     return {policy.name: policy for policy in build_policies(settings or PolicySettings())}
 
 
-def run_resource(policy: Any, token: str, props: dict[str, Any],
-                 config: dict[str, Any] | None = None) -> list[tuple[str, str | None]]:
+def run_resource(
+    policy: Any, token: str, props: dict[str, Any], config: dict[str, Any] | None = None
+) -> list[tuple[str, str | None]]:
     reports: list[tuple[str, str | None]] = []
-    args = ResourceValidationArgs(token, unknown_checking_proxy(props), f"urn:pulumi:dev::p::{token}::r",
-                                  "r", OPTIONS, None, config)
+    args = ResourceValidationArgs(
+        token,
+        unknown_checking_proxy(props),
+        f"urn:pulumi:dev::p::{token}::r",
+        "r",
+        OPTIONS,
+        None,
+        config,
+    )
     policy.validate(args, lambda message, urn=None: reports.append((message, urn)))
     return reports
 
 
 def stack_resource(token: str, name: str, props: dict[str, Any]) -> PolicyResource:
-    return PolicyResource(token, unknown_checking_proxy(props), f"urn:pulumi:dev::p::{token}::{name}",
-                          name, OPTIONS, None, None, [], {})
+    return PolicyResource(
+        token,
+        unknown_checking_proxy(props),
+        f"urn:pulumi:dev::p::{token}::{name}",
+        name,
+        OPTIONS,
+        None,
+        None,
+        [],
+        {},
+    )
 
 
 def test_one_policy_per_rule_plus_the_advisory_tier() -> None:
     built = policies()
     assert list(built) == [
-        name for rule in RULES
-        for name in [rule.id] + [f"{rule.id}-advisory"] * rule.advisory_tier]
+        name for rule in RULES for name in [rule.id] + [f"{rule.id}-advisory"] * rule.advisory_tier
+    ]
     for rule in RULES:
         kind = ResourceValidationPolicy if rule.scope == "object" else StackValidationPolicy
         assert isinstance(built[rule.id], kind)
@@ -64,37 +81,54 @@ def test_one_policy_per_rule_plus_the_advisory_tier() -> None:
 
 def test_settings_set_levels_and_initial_config() -> None:
     settings = PolicySettings.from_policy_config(
-        {"limit-request-ratio": {"enforcementLevel": "disabled", "maxRatio": 3}})
+        {"limit-request-ratio": {"enforcementLevel": "disabled", "maxRatio": 3}}
+    )
     built = policies(settings)
     assert built["limit-request-ratio"].enforcement_level is EnforcementLevel.DISABLED
     assert built["limit-request-ratio-advisory"].enforcement_level is EnforcementLevel.DISABLED
     assert initial_config(settings) == {
         "limit-request-ratio": {"enforcementLevel": EnforcementLevel.DISABLED, "maxRatio": 3},
-        "limit-request-ratio-advisory": {"maxRatio": 3}}
+        "limit-request-ratio-advisory": {"maxRatio": 3},
+    }
 
 
 def test_to_plain_marks_unknown_values() -> None:
-    proxy = unknown_checking_proxy({"a": UNKNOWN_STRING_VALUE, "b": [1, UNKNOWN_STRING_VALUE],
-                                    "c": {"d": "x"}})
+    proxy = unknown_checking_proxy(
+        {"a": UNKNOWN_STRING_VALUE, "b": [1, UNKNOWN_STRING_VALUE], "c": {"d": "x"}}
+    )
     assert to_plain(proxy) == {"a": UNKNOWN, "b": [1, UNKNOWN], "c": {"d": "x"}}
 
 
 def test_resource_policy_reports_violation() -> None:
-    reports = run_resource(policies()["aws-imdsv2-required"], LAUNCH_TEMPLATE,
-                           {"metadataOptions": {"httpTokens": "optional"}})
+    reports = run_resource(
+        policies()["aws-imdsv2-required"],
+        LAUNCH_TEMPLATE,
+        {"metadataOptions": {"httpTokens": "optional"}},
+    )
     assert len(reports) == 1
     assert reports[0][0].startswith('metadataOptions.httpTokens is "optional"')
 
 
 def test_unknown_input_during_preview_reports_nothing() -> None:
-    reports = run_resource(policies()["aws-imdsv2-required"], LAUNCH_TEMPLATE,
-                           {"metadataOptions": {"httpTokens": UNKNOWN_STRING_VALUE}})
+    reports = run_resource(
+        policies()["aws-imdsv2-required"],
+        LAUNCH_TEMPLATE,
+        {"metadataOptions": {"httpTokens": UNKNOWN_STRING_VALUE}},
+    )
     assert reports == []
 
 
 def test_policy_config_overrides_thresholds() -> None:
-    deployment = workload(containers=[container(resources={
-        "requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "128Mi"}})])
+    deployment = workload(
+        containers=[
+            container(
+                resources={
+                    "requests": {"cpu": "100m", "memory": "128Mi"},
+                    "limits": {"cpu": "1", "memory": "128Mi"},
+                }
+            )
+        ]
+    )
     ratio = policies()["limit-request-ratio"]
     token = "kubernetes:apps/v1:Deployment"
     assert len(run_resource(ratio, token, deployment)) == 1
@@ -106,9 +140,17 @@ def test_policy_config_overrides_thresholds() -> None:
 
 def test_stack_policy_reports_bucket_urn_and_follows_dependencies() -> None:
     bucket = stack_resource("aws:s3/bucket:Bucket", "snapshots", {"bucket": UNKNOWN_STRING_VALUE})
-    block = stack_resource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "pab", {
-        "bucket": UNKNOWN_STRING_VALUE, "blockPublicAcls": True, "blockPublicPolicy": True,
-        "ignorePublicAcls": True, "restrictPublicBuckets": True})
+    block = stack_resource(
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "pab",
+        {
+            "bucket": UNKNOWN_STRING_VALUE,
+            "blockPublicAcls": True,
+            "blockPublicPolicy": True,
+            "ignorePublicAcls": True,
+            "restrictPublicBuckets": True,
+        },
+    )
     policy = policies()["aws-s3-public-access-blocked"]
     reports: list[tuple[str, str | None]] = []
 
@@ -124,9 +166,16 @@ def test_stack_policy_reports_bucket_urn_and_follows_dependencies() -> None:
 
 
 def test_settings_from_the_engine_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({
-        "platform:production": "true", "platform:target": "existing",
-        "platform:policy": json.dumps({"aws-imdsv2-required": "advisory"})}))
+    monkeypatch.setenv(
+        "PULUMI_CONFIG",
+        json.dumps(
+            {
+                "platform:production": "true",
+                "platform:target": "existing",
+                "platform:policy": json.dumps({"aws-imdsv2-required": "advisory"}),
+            }
+        ),
+    )
     settings = settings_from_environment()
     assert (settings.production, settings.aws) == (True, False)
     assert settings.to_policy_config() == {"aws-imdsv2-required": {"enforcementLevel": "advisory"}}

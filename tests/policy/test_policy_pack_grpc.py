@@ -26,12 +26,20 @@ from tests.policy.conftest import REPO_ROOT
 from tests.policy.policy_objects import container, workload
 
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
-BAD_TEMPLATE = {"metadataOptions": {"httpTokens": "optional"},
-                "blockDeviceMappings": [{"deviceName": "/dev/sda1", "ebs": {"encrypted": "true"}}]}
-GOOD_TEMPLATE = {"metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 2},
-                 "blockDeviceMappings": [{"deviceName": "/dev/sda1", "ebs": {"encrypted": "true"}}]}
-FLAGS = {"blockPublicAcls": True, "blockPublicPolicy": True, "ignorePublicAcls": True,
-         "restrictPublicBuckets": True}
+BAD_TEMPLATE = {
+    "metadataOptions": {"httpTokens": "optional"},
+    "blockDeviceMappings": [{"deviceName": "/dev/sda1", "ebs": {"encrypted": "true"}}],
+}
+GOOD_TEMPLATE = {
+    "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 2},
+    "blockDeviceMappings": [{"deviceName": "/dev/sda1", "ebs": {"encrypted": "true"}}],
+}
+FLAGS = {
+    "blockPublicAcls": True,
+    "blockPublicPolicy": True,
+    "ignorePublicAcls": True,
+    "restrictPublicBuckets": True,
+}
 
 
 @contextmanager
@@ -41,7 +49,10 @@ def start_pack(stack_config: dict[str, str] | None = None) -> Iterator[Any]:
         env["PULUMI_CONFIG"] = json.dumps(stack_config)
     process = subprocess.Popen(
         [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:0", "."],
-        cwd=REPO_ROOT / "policy", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=REPO_ROOT / "policy",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         line = process.stdout.readline()  # type: ignore[union-attr]
@@ -61,6 +72,13 @@ def analyzer() -> Iterator[Any]:
         yield stub
 
 
+@pytest.fixture(scope="module")
+def configured() -> Iterator[Any]:
+    """A pack whose stack config makes aws-imdsv2-required advisory."""
+    with start_pack({"platform:policy": json.dumps({"aws-imdsv2-required": "advisory"})}) as stub:
+        yield stub
+
+
 def struct(props: dict[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(props)
@@ -72,15 +90,20 @@ def urn(token: str, name: str) -> str:
 
 
 def analyze(stub: Any, token: str, props: dict[str, Any], name: str = "r") -> list[Any]:
-    request = analyzer_pb2.AnalyzeRequest(type=token, properties=struct(props),
-                                          urn=urn(token, name), name=name)
+    request = analyzer_pb2.AnalyzeRequest(
+        type=token, properties=struct(props), urn=urn(token, name), name=name
+    )
     return list(stub.Analyze(request).diagnostics)
 
 
-def stack_resource(token: str, name: str, props: dict[str, Any],
-                   dependencies: dict[str, list[str]] | None = None) -> Any:
+def stack_resource(
+    token: str, name: str, props: dict[str, Any], dependencies: dict[str, list[str]] | None = None
+) -> Any:
     return analyzer_pb2.AnalyzerResource(
-        type=token, properties=struct(props), urn=urn(token, name), name=name,
+        type=token,
+        properties=struct(props),
+        urn=urn(token, name),
+        name=name,
         propertyDependencies={
             key: analyzer_pb2.AnalyzerPropertyDependencies(urns=urns)
             for key, urns in (dependencies or {}).items()
@@ -92,8 +115,9 @@ def test_analyzer_info_lists_every_rule(analyzer: Any) -> None:
     info = analyzer.GetAnalyzerInfo(empty_pb2.Empty())
     assert info.name == PACK_NAME and info.supportsConfig
     levels = {policy.name: policy.enforcementLevel for policy in info.policies}
-    expected = {rule.id: analyzer_pb2.EnforcementLevel.Value(rule.enforcement.name)
-                for rule in RULES}
+    expected = {
+        rule.id: analyzer_pb2.EnforcementLevel.Value(rule.enforcement.name) for rule in RULES
+    }
     expected["limit-request-ratio-advisory"] = analyzer_pb2.ADVISORY
     assert levels == expected
     types = {policy.name: policy.policy_type for policy in info.policies}
@@ -118,8 +142,16 @@ def test_clean_resource_gets_no_diagnostic(analyzer: Any) -> None:
 
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
-TRIPLE_CPU = workload(containers=[container(resources={
-    "requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "300m", "memory": "128Mi"}})])
+TRIPLE_CPU = workload(
+    containers=[
+        container(
+            resources={
+                "requests": {"cpu": "100m", "memory": "128Mi"},
+                "limits": {"cpu": "300m", "memory": "128Mi"},
+            }
+        )
+    ]
+)
 
 
 def test_kubernetes_object_advisory_tier(analyzer: Any) -> None:
@@ -129,9 +161,16 @@ def test_kubernetes_object_advisory_tier(analyzer: Any) -> None:
 
 
 def test_stack_bucket_without_public_access_block(analyzer: Any) -> None:
-    bucket = stack_resource("aws:s3/bucket:Bucket", "snapshots", {
-        "bucket": "etcd-snapshots", "serverSideEncryptionConfiguration": {"rule": {
-            "applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}}})
+    bucket = stack_resource(
+        "aws:s3/bucket:Bucket",
+        "snapshots",
+        {
+            "bucket": "etcd-snapshots",
+            "serverSideEncryptionConfiguration": {
+                "rule": {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}
+            },
+        },
+    )
     response = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[bucket]))
     (diagnostic,) = response.diagnostics
     assert diagnostic.policyName == "aws-s3-public-access-blocked"
@@ -139,43 +178,63 @@ def test_stack_bucket_without_public_access_block(analyzer: Any) -> None:
     assert diagnostic.enforcementLevel == analyzer_pb2.MANDATORY
 
     # During preview the name is unknown; the property dependency still links the block.
-    block = stack_resource("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "pab",
-                           {"bucket": "04da6b54-80e4-46f7-96ec-b56ff0331ba9", **FLAGS},
-                           {"bucket": [bucket.urn]})
+    block = stack_resource(
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "pab",
+        {"bucket": "04da6b54-80e4-46f7-96ec-b56ff0331ba9", **FLAGS},
+        {"bucket": [bucket.urn]},
+    )
     response = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[bucket, block]))
     assert list(response.diagnostics) == []
 
 
-def test_stack_config_and_configure_set_enforcement() -> None:
-    stack_config = {"platform:policy": json.dumps({"aws-imdsv2-required": "advisory"})}
-    with start_pack(stack_config) as stub:
-        info = stub.GetAnalyzerInfo(empty_pb2.Empty())
-        assert info.initialConfig["aws-imdsv2-required"].enforcementLevel == analyzer_pb2.ADVISORY
-        imds = next(policy for policy in info.policies if policy.name == "aws-imdsv2-required")
-        assert imds.enforcementLevel == analyzer_pb2.ADVISORY
-        (diagnostic,) = analyze(stub, LAUNCH_TEMPLATE, BAD_TEMPLATE)
-        assert diagnostic.enforcementLevel == analyzer_pb2.ADVISORY
-
-        # The engine's reconciled config (e.g. --policy-pack-config) arrives through Configure.
-        stub.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig={
-            "aws-imdsv2-required": analyzer_pb2.PolicyConfig(enforcementLevel=analyzer_pb2.DISABLED),
-            "aws-ebs-encrypted": analyzer_pb2.PolicyConfig(enforcementLevel=analyzer_pb2.MANDATORY),
-        }))
-        assert analyze(stub, LAUNCH_TEMPLATE, BAD_TEMPLATE) == []
-        (ebs,) = analyze(stub, "aws:ebs/volume:Volume", {"size": 20})
-        assert (ebs.policyName, ebs.enforcementLevel) == ("aws-ebs-encrypted", analyzer_pb2.MANDATORY)
+def test_stack_config_sets_enforcement(configured: Any) -> None:
+    info = configured.GetAnalyzerInfo(empty_pb2.Empty())
+    assert info.initialConfig["aws-imdsv2-required"].enforcementLevel == analyzer_pb2.ADVISORY
+    imds = next(policy for policy in info.policies if policy.name == "aws-imdsv2-required")
+    assert imds.enforcementLevel == analyzer_pb2.ADVISORY
+    # Without pack config of its own, the engine configures the pack with its initial config.
+    configured.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig=info.initialConfig))
+    (diagnostic,) = analyze(configured, LAUNCH_TEMPLATE, BAD_TEMPLATE)
+    assert diagnostic.enforcementLevel == analyzer_pb2.ADVISORY
 
 
-def test_configured_threshold() -> None:
+def test_configure_sets_enforcement(configured: Any) -> None:
+    # The engine's reconciled config (e.g. --policy-pack-config) arrives through Configure, which
+    # replaces the whole previous configuration.
+    configured.Configure(
+        analyzer_pb2.ConfigureAnalyzerRequest(
+            policyConfig={
+                "aws-imdsv2-required": analyzer_pb2.PolicyConfig(
+                    enforcementLevel=analyzer_pb2.DISABLED
+                ),
+                "aws-ebs-encrypted": analyzer_pb2.PolicyConfig(
+                    enforcementLevel=analyzer_pb2.ADVISORY
+                ),
+            }
+        )
+    )
+    assert analyze(configured, LAUNCH_TEMPLATE, BAD_TEMPLATE) == []
+    (ebs,) = analyze(configured, "aws:ebs/volume:Volume", {"size": 20})
+    assert (ebs.policyName, ebs.enforcementLevel) == ("aws-ebs-encrypted", analyzer_pb2.ADVISORY)
+
+
+def test_configure_sets_thresholds(configured: Any) -> None:
     # The advisory tier is its own Pulumi policy, so pack config sets the threshold for both.
     ceiling = struct({"maxRatio": 2.5})
-    with start_pack() as stub:
-        stub.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig={
-            "limit-request-ratio": analyzer_pb2.PolicyConfig(
-                enforcementLevel=analyzer_pb2.MANDATORY, properties=ceiling),
-            "limit-request-ratio-advisory": analyzer_pb2.PolicyConfig(
-                enforcementLevel=analyzer_pb2.ADVISORY, properties=ceiling),
-        }))
-        (diagnostic,) = analyze(stub, DEPLOYMENT, TRIPLE_CPU, "web")
-        assert diagnostic.policyName == "limit-request-ratio"
-        assert "above the 2.5x ceiling" in diagnostic.message
+    configured.Configure(
+        analyzer_pb2.ConfigureAnalyzerRequest(
+            policyConfig={
+                "limit-request-ratio": analyzer_pb2.PolicyConfig(
+                    enforcementLevel=analyzer_pb2.MANDATORY, properties=ceiling
+                ),
+                "limit-request-ratio-advisory": analyzer_pb2.PolicyConfig(
+                    enforcementLevel=analyzer_pb2.ADVISORY, properties=ceiling
+                ),
+            }
+        )
+    )
+    (diagnostic,) = analyze(configured, DEPLOYMENT, TRIPLE_CPU, "web")
+    assert diagnostic.policyName == "limit-request-ratio"
+    assert diagnostic.enforcementLevel == analyzer_pb2.MANDATORY
+    assert "above the 2.5x ceiling" in diagnostic.message

@@ -41,8 +41,11 @@ def only(rule: str, resources: list[dict[str, Any]], **config: Any) -> list[Any]
         (LAUNCH_TEMPLATE, {"metadataOptions": {"httpTokens": "optional"}}, 'is "optional"'),
         (LAUNCH_TEMPLATE, {}, "is not set"),
         (INSTANCE, {"metadataOptions": {"httpEndpoint": "enabled"}}, "is not set"),
-        (INSTANCE, {"launchTemplate": {"id": "lt-1"},
-                    "metadataOptions": {"httpTokens": "optional"}}, 'is "optional"'),
+        (
+            INSTANCE,
+            {"launchTemplate": {"id": "lt-1"}, "metadataOptions": {"httpTokens": "optional"}},
+            'is "optional"',
+        ),
     ],
     ids=["lt-optional", "lt-unset", "instance-unset", "instance-overrides-template"],
 )
@@ -75,17 +78,35 @@ def test_imdsv2_enforced_or_not_decidable(token: str, props: dict[str, Any]) -> 
     ("token", "props", "problems"),
     [
         (INSTANCE, {}, ["rootBlockDevice is not set"]),
-        (INSTANCE, {"rootBlockDevice": {"volumeSize": 40}}, ["rootBlockDevice.encrypted is not true"]),
-        (INSTANCE, {"rootBlockDevice": ROOT, "ebsBlockDevices": [
-            {"deviceName": "/dev/sdf", "encrypted": False}]}, ["ebsBlockDevices[0] (/dev/sdf)"]),
+        (
+            INSTANCE,
+            {"rootBlockDevice": {"volumeSize": 40}},
+            ["rootBlockDevice.encrypted is not true"],
+        ),
+        (
+            INSTANCE,
+            {
+                "rootBlockDevice": ROOT,
+                "ebsBlockDevices": [{"deviceName": "/dev/sdf", "encrypted": False}],
+            },
+            ["ebsBlockDevices[0] (/dev/sdf)"],
+        ),
         (LAUNCH_TEMPLATE, {}, ["declares no EBS blockDeviceMappings"]),
-        (LAUNCH_TEMPLATE, {"blockDeviceMappings": [
-            {"deviceName": "/dev/sda1", "ebs": {"encrypted": "false"}}]},
-         ["blockDeviceMappings[0] (/dev/sda1) ebs.encrypted is not true"]),
+        (
+            LAUNCH_TEMPLATE,
+            {"blockDeviceMappings": [{"deviceName": "/dev/sda1", "ebs": {"encrypted": "false"}}]},
+            ["blockDeviceMappings[0] (/dev/sda1) ebs.encrypted is not true"],
+        ),
         (VOLUME, {"size": 20}, ["encrypted is not true"]),
     ],
-    ids=["instance-root-default", "instance-root-plain", "instance-extra", "lt-no-mappings",
-         "lt-string-false", "volume"],
+    ids=[
+        "instance-root-default",
+        "instance-root-plain",
+        "instance-extra",
+        "lt-no-mappings",
+        "lt-string-false",
+        "volume",
+    ],
 )
 def test_unencrypted_volumes_fail(token: str, props: dict[str, Any], problems: list[str]) -> None:
     findings = only("aws-ebs-encrypted", [resource(token, "disk", **props)])
@@ -97,13 +118,24 @@ def test_unencrypted_volumes_fail(token: str, props: dict[str, Any], problems: l
 @pytest.mark.parametrize(
     ("token", "props"),
     [
-        (INSTANCE, {"rootBlockDevice": ROOT, "ebsBlockDevices": [
-            {"deviceName": "/dev/sdf", "encrypted": True}]}),
+        (
+            INSTANCE,
+            {
+                "rootBlockDevice": ROOT,
+                "ebsBlockDevices": [{"deviceName": "/dev/sdf", "encrypted": True}],
+            },
+        ),
         (INSTANCE, {"launchTemplate": {"id": "lt-1"}}),
         (LAUNCH_TEMPLATE, {"blockDeviceMappings": LT_DISKS}),
-        (LAUNCH_TEMPLATE, {"blockDeviceMappings": [
-            {"deviceName": "/dev/sda1", "ebs": {"encrypted": True}},
-            {"deviceName": "/dev/sdb", "virtualName": "ephemeral0"}]}),
+        (
+            LAUNCH_TEMPLATE,
+            {
+                "blockDeviceMappings": [
+                    {"deviceName": "/dev/sda1", "ebs": {"encrypted": True}},
+                    {"deviceName": "/dev/sdb", "virtualName": "ephemeral0"},
+                ]
+            },
+        ),
         (VOLUME, {"size": 20, "encrypted": True, "kmsKeyId": "arn:aws:kms:eu-west-1:1:key/k"}),
     ],
     ids=["instance", "instance-from-template", "lt-string-true", "lt-instance-store", "volume"],
@@ -122,21 +154,59 @@ def sg(**rule: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("res", "text"),
     [
-        (sg(protocol="tcp", fromPort=22, toPort=22, cidrBlocks=["0.0.0.0/0"]),
-         "ingress[0] allows tcp 22 from 0.0.0.0/0, exposing 22 (SSH)"),
-        (sg(protocol="tcp", fromPort=6000.0, toPort=7000.0, cidrBlocks=["10.0.0.0/8", "0.0.0.0/0"]),
-         "allows tcp 6000-7000 from 0.0.0.0/0, exposing 6443 (Kubernetes API)"),
-        (sg(protocol="-1", fromPort=0, toPort=0, ipv6CidrBlocks=["::/0"]),
-         "allows all traffic from ::/0, exposing 22 (SSH), 6443 (Kubernetes API)"),
+        (
+            sg(protocol="tcp", fromPort=22, toPort=22, cidrBlocks=["0.0.0.0/0"]),
+            "ingress[0] allows tcp 22 from 0.0.0.0/0, exposing 22 (SSH)",
+        ),
+        (
+            sg(
+                protocol="tcp",
+                fromPort=6000.0,
+                toPort=7000.0,
+                cidrBlocks=["10.0.0.0/8", "0.0.0.0/0"],
+            ),
+            "allows tcp 6000-7000 from 0.0.0.0/0, exposing 6443 (Kubernetes API)",
+        ),
+        (
+            sg(protocol="-1", fromPort=0, toPort=0, ipv6CidrBlocks=["::/0"]),
+            "allows all traffic from ::/0, exposing 22 (SSH), 6443 (Kubernetes API)",
+        ),
         (sg(protocol="6", fromPort="22", toPort="22", cidrBlocks=["0.0.0.0/0"]), "tcp 22"),
-        (resource(INGRESS_RULE, "ssh", ipProtocol="tcp", fromPort=22, toPort=22,
-                  cidrIpv4="0.0.0.0/0", securityGroupId="sg-1"), "rule allows tcp 22"),
+        (
+            resource(
+                INGRESS_RULE,
+                "ssh",
+                ipProtocol="tcp",
+                fromPort=22,
+                toPort=22,
+                cidrIpv4="0.0.0.0/0",
+                securityGroupId="sg-1",
+            ),
+            "rule allows tcp 22",
+        ),
         (resource(INGRESS_RULE, "all", ipProtocol="-1", cidrIpv6="::/0"), "all traffic from ::/0"),
-        (resource(SECURITY_GROUP_RULE, "api", type="ingress", protocol="tcp", fromPort=6443,
-                  toPort=6443, cidrBlocks=["0.0.0.0/0"]), "exposing 6443"),
+        (
+            resource(
+                SECURITY_GROUP_RULE,
+                "api",
+                type="ingress",
+                protocol="tcp",
+                fromPort=6443,
+                toPort=6443,
+                cidrBlocks=["0.0.0.0/0"],
+            ),
+            "exposing 6443",
+        ),
     ],
-    ids=["inline-ssh", "range-spanning-6443", "all-protocols-ipv6", "protocol-number-strings",
-         "vpc-ingress-rule", "vpc-rule-all", "security-group-rule"],
+    ids=[
+        "inline-ssh",
+        "range-spanning-6443",
+        "all-protocols-ipv6",
+        "protocol-number-strings",
+        "vpc-ingress-rule",
+        "vpc-rule-all",
+        "security-group-rule",
+    ],
 )
 def test_world_open_admin_ports_fail(res: dict[str, Any], text: str) -> None:
     findings = only("aws-no-public-ssh", [res])
@@ -148,11 +218,24 @@ def test_world_open_admin_ports_fail(res: dict[str, Any], text: str) -> None:
     "res",
     [
         sg(protocol="tcp", fromPort=22, toPort=22, cidrBlocks=["198.51.100.0/24"]),
-        sg(protocol="tcp", fromPort=443, toPort=443, cidrBlocks=["0.0.0.0/0"], ipv6CidrBlocks=["::/0"]),
+        sg(
+            protocol="tcp",
+            fromPort=443,
+            toPort=443,
+            cidrBlocks=["0.0.0.0/0"],
+            ipv6CidrBlocks=["::/0"],
+        ),
         sg(protocol="udp", fromPort=0, toPort=65535, cidrBlocks=["0.0.0.0/0"]),
         sg(protocol="tcp", fromPort=22, toPort=22, cidrBlocks=[UNKNOWN]),
-        resource(SECURITY_GROUP_RULE, "out", type="egress", protocol="-1", fromPort=0, toPort=0,
-                 cidrBlocks=["0.0.0.0/0"]),
+        resource(
+            SECURITY_GROUP_RULE,
+            "out",
+            type="egress",
+            protocol="-1",
+            fromPort=0,
+            toPort=0,
+            cidrBlocks=["0.0.0.0/0"],
+        ),
     ],
     ids=["office-cidr", "https", "udp", "unknown-cidr", "egress"],
 )
@@ -169,14 +252,19 @@ def test_ports_are_configurable() -> None:
 # --- aws-s3-encrypted, aws-s3-public-access-blocked ----------------------------------------------
 
 BUCKET = "aws:s3/bucket:Bucket"
-FLAGS = {"blockPublicAcls": True, "blockPublicPolicy": True, "ignorePublicAcls": True,
-         "restrictPublicBuckets": True}
+FLAGS = {
+    "blockPublicAcls": True,
+    "blockPublicPolicy": True,
+    "ignorePublicAcls": True,
+    "restrictPublicBuckets": True,
+}
 SSE_RULES = [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}]
 
 
 def s3(bucket: dict[str, Any], *others: dict[str, Any]) -> list[str]:
-    return fired(evaluate([bucket, *others], rules=["aws-s3-encrypted",
-                                                    "aws-s3-public-access-blocked"]))
+    return fired(
+        evaluate([bucket, *others], rules=["aws-s3-encrypted", "aws-s3-public-access-blocked"])
+    )
 
 
 def test_bare_bucket_fails_both_rules() -> None:
@@ -186,36 +274,53 @@ def test_bare_bucket_fails_both_rules() -> None:
 
 
 def test_bucket_joined_by_name_passes() -> None:
-    assert s3(
-        resource(BUCKET, "snapshots", bucket="etcd-snapshots"),
-        resource(BUCKET_ENCRYPTION[0], "snapshots-sse", bucket="etcd-snapshots", rules=SSE_RULES),
-        resource(PUBLIC_ACCESS_BLOCK, "snapshots-pab", bucket="etcd-snapshots", **FLAGS),
-    ) == []
+    assert (
+        s3(
+            resource(BUCKET, "snapshots", bucket="etcd-snapshots"),
+            resource(
+                BUCKET_ENCRYPTION[0], "snapshots-sse", bucket="etcd-snapshots", rules=SSE_RULES
+            ),
+            resource(PUBLIC_ACCESS_BLOCK, "snapshots-pab", bucket="etcd-snapshots", **FLAGS),
+        )
+        == []
+    )
 
 
 def test_bucket_joined_by_property_dependency_during_preview() -> None:
     bucket = resource(BUCKET, "snapshots", bucket=UNKNOWN)
     link = {"propertyDependencies": {"bucket": [bucket["urn"]]}}
-    assert s3(
-        bucket,
-        {**resource(BUCKET_ENCRYPTION[0], "sse", bucket=UNKNOWN, rules=SSE_RULES), **link},
-        {**resource(PUBLIC_ACCESS_BLOCK, "pab", bucket=UNKNOWN, **FLAGS), **link},
-    ) == []
+    assert (
+        s3(
+            bucket,
+            {**resource(BUCKET_ENCRYPTION[0], "sse", bucket=UNKNOWN, rules=SSE_RULES), **link},
+            {**resource(PUBLIC_ACCESS_BLOCK, "pab", bucket=UNKNOWN, **FLAGS), **link},
+        )
+        == []
+    )
 
 
 def test_bucket_joined_by_provider_id() -> None:
     bucket = {**resource(BUCKET, "snapshots"), "id": "snapshots-3f2a1b"}
-    assert s3(
-        bucket,
-        resource(BUCKET_ENCRYPTION[1], "sse", bucket="snapshots-3f2a1b", rules=SSE_RULES),
-        resource(PUBLIC_ACCESS_BLOCK, "pab", bucket="snapshots-3f2a1b", **FLAGS),
-    ) == []
+    assert (
+        s3(
+            bucket,
+            resource(BUCKET_ENCRYPTION[1], "sse", bucket="snapshots-3f2a1b", rules=SSE_RULES),
+            resource(PUBLIC_ACCESS_BLOCK, "pab", bucket="snapshots-3f2a1b", **FLAGS),
+        )
+        == []
+    )
 
 
 def test_public_access_block_must_set_all_four_flags() -> None:
     findings = evaluate(
-        [resource(BUCKET, "b", bucket="b", serverSideEncryptionConfiguration={"rule": SSE_RULES[0]}),
-         resource(PUBLIC_ACCESS_BLOCK, "pab", bucket="b", **{**FLAGS, "blockPublicPolicy": False})],
+        [
+            resource(
+                BUCKET, "b", bucket="b", serverSideEncryptionConfiguration={"rule": SSE_RULES[0]}
+            ),
+            resource(
+                PUBLIC_ACCESS_BLOCK, "pab", bucket="b", **{**FLAGS, "blockPublicPolicy": False}
+            ),
+        ],
         rules=["aws-s3-encrypted", "aws-s3-public-access-blocked"],
     )
     assert fired(findings) == ["aws-s3-public-access-blocked"]
@@ -223,8 +328,12 @@ def test_public_access_block_must_set_all_four_flags() -> None:
 
 
 def test_inline_encryption_and_account_block_pass() -> None:
-    legacy = resource("aws:s3/bucketV2:BucketV2", "b", bucket="b",
-                      serverSideEncryptionConfigurations=[{"rules": SSE_RULES}])
+    legacy = resource(
+        "aws:s3/bucketV2:BucketV2",
+        "b",
+        bucket="b",
+        serverSideEncryptionConfigurations=[{"rules": SSE_RULES}],
+    )
     assert s3(legacy, resource(ACCOUNT_PUBLIC_ACCESS_BLOCK, "account", **FLAGS)) == []
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+from policy import Enforcement, PolicySettings, evaluate
+from policy.rules.kubernetes import image_tag_problem, prestop_delay
 from tests.policy.policy_objects import (
     LABELS,
     container,
@@ -16,9 +19,6 @@ from tests.policy.policy_objects import (
     service,
     workload,
 )
-
-from policy import Enforcement, PolicySettings, evaluate
-from policy.rules.kubernetes import image_tag_problem, prestop_delay
 
 
 def only(rule: str, objects: list[dict[str, Any]], **config: Any) -> list[Any]:
@@ -33,8 +33,9 @@ def test_compliant_app_passes_every_rule() -> None:
 # --- replicas-min-2 ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("replicas", "text"), [(1, "spec.replicas is 1"),
-                                                (None, "spec.replicas (unset, so 1) is 1")])
+@pytest.mark.parametrize(
+    ("replicas", "text"), [(1, "spec.replicas is 1"), (None, "spec.replicas (unset, so 1) is 1")]
+)
 def test_single_replica_fails(replicas: int | None, text: str) -> None:
     findings = evaluate(manifests=served_app(replicas=replicas))
     assert fired(findings) == ["replicas-min-2"]
@@ -62,7 +63,8 @@ def test_hpa_without_min_replicas_defaults_to_one() -> None:
 
 def test_replica_thresholds_are_configurable() -> None:
     assert fired(only("replicas-min-2", [workload(replicas=2)], minReplicas=3)) == [
-        "replicas-min-2"]
+        "replicas-min-2"
+    ]
     findings = only("replicas-min-2", [workload(replicas=60)], maxReplicas=50)
     assert "spec.replicas is 60, above the ceiling of 50" in findings[0].message
 
@@ -84,8 +86,13 @@ def anti_affinity(key: str, labels: dict[str, str], required: bool = False) -> d
     term = {"topologyKey": key, "labelSelector": {"matchLabels": labels}}
     if required:
         return {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
-    return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-        {"weight": 100, "podAffinityTerm": term}]}}
+    return {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": term}
+            ]
+        }
+    }
 
 
 @pytest.mark.parametrize(
@@ -99,17 +106,25 @@ def anti_affinity(key: str, labels: dict[str, str], required: bool = False) -> d
     ],
     ids=["preferred-hostname", "required-hostname", "zone", "foreign-selector", "other-key"],
 )
-def test_anti_affinity_counts_when_it_selects_own_pods(affinity: dict[str, Any], spreads: bool) -> None:
-    findings = only("spread-across-nodes",
-                    [workload(topologySpreadConstraints=[], affinity=affinity)])
+def test_anti_affinity_counts_when_it_selects_own_pods(
+    affinity: dict[str, Any], spreads: bool
+) -> None:
+    findings = only(
+        "spread-across-nodes", [workload(topologySpreadConstraints=[], affinity=affinity)]
+    )
     assert (findings == []) is spreads
 
 
 def test_invalid_spread_constraint_does_not_count() -> None:
-    constraint = {"maxSkew": 0, "topologyKey": "kubernetes.io/hostname",
-                  "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": LABELS}}
-    assert fired(only("spread-across-nodes", [workload(topologySpreadConstraints=[constraint])])) \
-        == ["spread-across-nodes"]
+    constraint = {
+        "maxSkew": 0,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "DoNotSchedule",
+        "labelSelector": {"matchLabels": LABELS},
+    }
+    assert fired(
+        only("spread-across-nodes", [workload(topologySpreadConstraints=[constraint])])
+    ) == ["spread-across-nodes"]
 
 
 def test_spread_follows_hpa_max_replicas() -> None:
@@ -126,7 +141,8 @@ def test_served_container_without_readiness_probe_fails() -> None:
     findings = evaluate(manifests=served_app(containers=[container(), sidecar]))
     assert fired(findings) == ["readiness-probe-if-serviced"]
     assert "Service web routes to these pods, but container proxy has no readinessProbe" in (
-        findings[0].message)
+        findings[0].message
+    )
 
 
 @pytest.mark.parametrize(
@@ -134,10 +150,14 @@ def test_served_container_without_readiness_probe_fails() -> None:
     [
         [workload(containers=[container(readinessProbe=None)])],
         [workload(containers=[container(readinessProbe=None)]), service(namespace="other")],
-        [workload(containers=[container(readinessProbe=None)]),
-         service(selector={**LABELS, "tier": "frontend"})],
-        [workload(containers=[container(readinessProbe=None)]),
-         service(type="ExternalName", externalName="db.example.com")],
+        [
+            workload(containers=[container(readinessProbe=None)]),
+            service(selector={**LABELS, "tier": "frontend"}),
+        ],
+        [
+            workload(containers=[container(readinessProbe=None)]),
+            service(type="ExternalName", externalName="db.example.com"),
+        ],
         [workload(kind="Job", containers=[container(readinessProbe=None)]), service()],
     ],
     ids=["no-service", "other-namespace", "selector-not-subset", "external-name", "job"],
@@ -159,7 +179,8 @@ def test_grace_period_must_cover_prestop_delay() -> None:
     hook = {"preStop": {"exec": {"command": ["/bin/sh", "-c", "sleep 28"]}}}
     findings = only("graceful-shutdown", served_app(containers=[container(lifecycle=hook)]))
     assert "terminationGracePeriodSeconds 30 (unset, so 30) does not cover the 28s" in (
-        findings[0].message)
+        findings[0].message
+    )
     longer = served_app(containers=[container(lifecycle=hook)], terminationGracePeriodSeconds=33)
     assert only("graceful-shutdown", longer) == []
     assert fired(only("graceful-shutdown", longer, graceMarginSeconds=10)) == ["graceful-shutdown"]
@@ -196,24 +217,30 @@ def test_missing_resources_are_named() -> None:
 def test_init_containers_need_resources_too() -> None:
     init = {"name": "migrate", "image": "registry.example.com/shop/migrate:1.4.2"}
     findings = only("resources-requests-limits", [workload(initContainers=[init])])
-    assert "container migrate (initContainers) sets no requests.cpu, requests.memory, " \
-           "limits.cpu, limits.memory" in findings[0].message
+    assert (
+        "container migrate (initContainers) sets no requests.cpu, requests.memory, "
+        "limits.cpu, limits.memory" in findings[0].message
+    )
 
 
 def test_required_resources_are_configurable() -> None:
     requests_only = container(resources={"requests": {"cpu": "100m", "memory": "128Mi"}})
-    assert only("resources-requests-limits", [workload(containers=[requests_only])],
-                limits=[]) == []
+    assert (
+        only("resources-requests-limits", [workload(containers=[requests_only])], limits=[]) == []
+    )
 
 
 # --- limit-request-ratio -------------------------------------------------------------------------
 
 
 def ratio_findings(limit: str, request: str = "100m", **config: Any) -> list[Any]:
-    resources = {"requests": {"cpu": request, "memory": "128Mi"},
-                 "limits": {"cpu": limit, "memory": "128Mi"}}
-    return only("limit-request-ratio", [workload(containers=[container(resources=resources)])],
-                **config)
+    resources = {
+        "requests": {"cpu": request, "memory": "128Mi"},
+        "limits": {"cpu": limit, "memory": "128Mi"},
+    }
+    return only(
+        "limit-request-ratio", [workload(containers=[container(resources=resources)])], **config
+    )
 
 
 def test_ratio_tiers() -> None:
@@ -245,20 +272,23 @@ def test_unparsable_quantity_and_zero_request_fail() -> None:
 
 def test_ratio_leaves_missing_limits_to_resources_rule() -> None:
     resources = {"requests": {"cpu": "100m", "memory": "128Mi"}}
-    assert only("limit-request-ratio", [workload(containers=[container(resources=resources)])]) \
-        == []
+    assert (
+        only("limit-request-ratio", [workload(containers=[container(resources=resources)])]) == []
+    )
 
 
 # --- unique-ingress-host -------------------------------------------------------------------------
 
 
 def test_same_host_and_path_to_different_backends_fail() -> None:
-    findings = evaluate(manifests=[ingress("a", "shop.example.com", "web"),
-                                   ingress("b", "shop.example.com", "api")])
+    findings = evaluate(
+        manifests=[ingress("a", "shop.example.com", "web"), ingress("b", "shop.example.com", "api")]
+    )
     assert fired(findings) == ["unique-ingress-host", "unique-ingress-host"]
     assert findings[0].object == "Ingress/shop/a"
     assert "routes to shop/web:80 here but to shop/api:80 in Ingress Ingress/shop/b" in (
-        findings[0].message)
+        findings[0].message
+    )
 
 
 @pytest.mark.parametrize(
@@ -281,20 +311,29 @@ def test_equivalent_routes_clash(first: tuple[Any, str], second: tuple[Any, str]
         [ingress("a", "shop.example.com", "web"), ingress("b", "shop.example.com", "web")],
         [ingress("a", "shop.example.com", "web"), ingress("b", "shop.example.com", "api", "/api")],
         [ingress("a", "*.example.com", "web"), ingress("b", "shop.example.com", "api")],
-        [ingress("a", "shop.example.com", "web", path_type="Exact"),
-         ingress("b", "shop.example.com", "api")],
+        [
+            ingress("a", "shop.example.com", "web", path_type="Exact"),
+            ingress("b", "shop.example.com", "api"),
+        ],
         [ingress("a", "shop.example.com", "web"), ingress("a", "shop.example.com", "api")],
     ],
-    ids=["same-backend", "other-path", "wildcard-vs-exact-host", "exact-vs-prefix",
-         "one-ingress-twice"],
+    ids=[
+        "same-backend",
+        "other-path",
+        "wildcard-vs-exact-host",
+        "exact-vs-prefix",
+        "one-ingress-twice",
+    ],
 )
 def test_distinct_or_identical_routes_pass(objects: list[dict[str, Any]]) -> None:
     assert only("unique-ingress-host", objects) == []
 
 
 def test_same_service_name_in_other_namespace_is_another_backend() -> None:
-    objects = [ingress("a", "shop.example.com", "web"),
-               ingress("b", "shop.example.com", "web", namespace="staging")]
+    objects = [
+        ingress("a", "shop.example.com", "web"),
+        ingress("b", "shop.example.com", "web", namespace="staging"),
+    ]
     assert len(only("unique-ingress-host", objects)) == 2
 
 
@@ -320,14 +359,16 @@ def test_every_container_kind_is_checked() -> None:
     debug = {"name": "debug", "image": "busybox:latest"}
     findings = only("no-latest-tag", [workload(ephemeralContainers=[debug])])
     assert "container debug (ephemeralContainers) image busybox:latest uses the mutable tag" in (
-        findings[0].message)
+        findings[0].message
+    )
 
 
 def test_exempt_images_and_extra_tags() -> None:
     pinned = workload(containers=[container(image="registry.example.com/tools/debug:latest")])
     assert only("no-latest-tag", [pinned], exemptImages=["registry.example.com/tools/*"]) == []
     assert fired(only("no-latest-tag", [workload()], disallowedTags=["latest", "1.4.2"])) == [
-        "no-latest-tag"]
+        "no-latest-tag"
+    ]
 
 
 # --- dns-conntrack-mitigation --------------------------------------------------------------------
@@ -340,10 +381,20 @@ def test_missing_dns_option_is_advisory() -> None:
 
 
 NODE_LOCAL_DNS = {
-    "apiVersion": "apps/v1", "kind": "DaemonSet",
+    "apiVersion": "apps/v1",
+    "kind": "DaemonSet",
     "metadata": {"name": "node-local-dns", "namespace": "kube-system"},
-    "spec": {"template": {"spec": {"hostNetwork": True, "dnsPolicy": "Default", "containers": [{
-        "name": "node-cache", "image": "registry.k8s.io/dns/k8s-dns-node-cache:1.26.4"}]}}},
+    "spec": {
+        "template": {
+            "spec": {
+                "hostNetwork": True,
+                "dnsPolicy": "Default",
+                "containers": [
+                    {"name": "node-cache", "image": "registry.k8s.io/dns/k8s-dns-node-cache:1.26.4"}
+                ],
+            }
+        }
+    },
 }
 
 

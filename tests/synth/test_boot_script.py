@@ -31,8 +31,8 @@ SERVER_SECRET = {
     "agentToken": "agent-password-value",
     "caFiles": {
         "server-ca.crt": "-----BEGIN CERTIFICATE-----\nserver\n-----END CERTIFICATE-----\n",
-        "server-ca.key": "-----BEGIN EC PRIVATE KEY-----\nserver-key\n-----END EC PRIVATE KEY-----\n",
-        "etcd/peer-ca.key": "-----BEGIN EC PRIVATE KEY-----\npeer-key\n-----END EC PRIVATE KEY-----\n",
+        "server-ca.key": "-----BEGIN EC PRIVATE KEY-----\nserver-key\n-----END EC KEY-----\n",
+        "etcd/peer-ca.key": "-----BEGIN EC PRIVATE KEY-----\npeer-key\n-----END EC KEY-----\n",
         "service.key": "-----BEGIN RSA PRIVATE KEY-----\nsa\n-----END RSA PRIVATE KEY-----\n",
     },
 }
@@ -49,8 +49,11 @@ def moto(tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
@@ -69,8 +72,13 @@ def moto(tmp_path_factory):
 
 @pytest.fixture
 def aws_env(moto, monkeypatch):
-    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION,
-           "AWS_ENDPOINT_URL": moto, "AWS_EC2_METADATA_DISABLED": "true"}
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": moto,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     return env
@@ -88,23 +96,48 @@ class Sandbox:
         stub = root / "install-k3s"
         stub.write_text(
             "#!/bin/sh\n"
-            f"printf '{{\"exec\": \"%s\", \"version\": \"%s\"}}' \"$INSTALL_K3S_EXEC\" \"$INSTALL_K3S_VERSION\" > {self.calls}\n"
+            f'printf \'{{"exec": "%s", "version": "%s"}}\' '
+            f'"$INSTALL_K3S_EXEC" "$INSTALL_K3S_VERSION" > {self.calls}\n'
         )
         stub.chmod(0o755)
         self.stub = stub
 
-    def run(self, kind: str, secret_id: str, servers: list[str], api_port: int, k3s_config: dict,
-            credential_provider_url: str = "") -> subprocess.CompletedProcess:
-        boot = NodeBoot(kind=kind, region=REGION, secret_id=secret_id, k3s_version="v1.34.10+k3s1",
-                        server_addresses=servers, k3s_config=k3s_config,
-                        credential_provider_url=credential_provider_url)
+    def run(
+        self,
+        kind: str,
+        secret_id: str,
+        servers: list[str],
+        api_port: int,
+        k3s_config: dict,
+        credential_provider_url: str = "",
+    ) -> subprocess.CompletedProcess:
+        boot = NodeBoot(
+            kind=kind,
+            region=REGION,
+            secret_id=secret_id,
+            k3s_version="v1.34.10+k3s1",
+            server_addresses=servers,
+            k3s_config=k3s_config,
+            credential_provider_url=credential_provider_url,
+        )
         (self.root / "etc/platform").mkdir(parents=True, exist_ok=True)
         (self.root / "etc/platform/boot.env").write_text(boot_env(boot))
         (self.root / "etc/platform/k3s-config.yaml").write_text(yaml.safe_dump(k3s_config))
-        env = {**os.environ, **self.env, "PLATFORM_ROOT": str(self.root), "K3S_INSTALL_COMMAND": str(self.stub),
-               "ZONE": "eu-west-1b", "API_PORT": str(api_port), "SECRET_ATTEMPTS": "2", "JOIN_ATTEMPTS": "2",
-               "RETRY_SECONDS": "0", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
-        return subprocess.run(["bash", str(BOOT)], env=env, capture_output=True, text=True, timeout=60)
+        env = {
+            **os.environ,
+            **self.env,
+            "PLATFORM_ROOT": str(self.root),
+            "K3S_INSTALL_COMMAND": str(self.stub),
+            "ZONE": "eu-west-1b",
+            "API_PORT": str(api_port),
+            "SECRET_ATTEMPTS": "2",
+            "JOIN_ATTEMPTS": "2",
+            "RETRY_SECONDS": "0",
+            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        }
+        return subprocess.run(
+            ["bash", str(BOOT)], env=env, capture_output=True, text=True, timeout=60
+        )
 
     def mode(self, rel: str) -> int:
         return stat.S_IMODE((self.root / rel).stat().st_mode)
@@ -126,7 +159,7 @@ def live_server():
     pki = make_pki()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self.send_response(200 if self.path == "/cacerts" else 404)
             self.end_headers()
             self.wfile.write(pki.ca_pem.encode())
@@ -154,13 +187,23 @@ def test_first_server_writes_ca_files_and_config(sandbox):
         assert sandbox.mode(f"{tls}/{name}") == 0o600
     assert sandbox.mode(f"{tls}/etcd") == 0o700
     assert (sandbox.root / "etc/rancher/k3s/token").read_text().strip() == SERVER_SECRET["token"]
-    assert (sandbox.root / "etc/rancher/k3s/agent-token").read_text().strip() == SERVER_SECRET["agentToken"]
-    for rel in ("etc/rancher/k3s/token", "etc/rancher/k3s/agent-token", "etc/rancher/k3s/config.yaml"):
+    assert (sandbox.root / "etc/rancher/k3s/agent-token").read_text().strip() == SERVER_SECRET[
+        "agentToken"
+    ]
+    for rel in (
+        "etc/rancher/k3s/token",
+        "etc/rancher/k3s/agent-token",
+        "etc/rancher/k3s/config.yaml",
+    ):
         assert sandbox.mode(rel) == 0o600, rel
     config = sandbox.config()
-    assert config == {**server_config, "token-file": "/etc/rancher/k3s/token",
-                      "agent-token-file": "/etc/rancher/k3s/agent-token", "cluster-init": True,
-                      "node-label": ["topology.kubernetes.io/zone=eu-west-1b"]}
+    assert config == {
+        **server_config,
+        "token-file": "/etc/rancher/k3s/token",
+        "agent-token-file": "/etc/rancher/k3s/agent-token",
+        "cluster-init": True,
+        "node-label": ["topology.kubernetes.io/zone=eu-west-1b"],
+    }
     assert json.loads(sandbox.calls.read_text()) == {"exec": "server", "version": "v1.34.10+k3s1"}
     for secret in (SERVER_SECRET["token"], SERVER_SECRET["agentToken"], "server-key"):
         assert secret not in run.stderr + run.stdout
@@ -207,9 +250,11 @@ def test_missing_secret_fails_loudly(sandbox):
 
 @pytest.mark.parametrize(
     "value,message",
-    [("not json", "bootstrap secret is not JSON"),
-     (json.dumps({"agentToken": "x"}), "bootstrap secret has no token"),
-     (json.dumps({"token": "t"}), "bootstrap secret has no caFiles")],
+    [
+        ("not json", "bootstrap secret is not JSON"),
+        (json.dumps({"agentToken": "x"}), "bootstrap secret has no token"),
+        (json.dumps({"token": "t"}), "bootstrap secret has no caFiles"),
+    ],
 )
 def test_unusable_secret_fails_loudly(sandbox, value, message):
     arn = _secret(f"bad-{abs(hash(value))}", value)
@@ -221,8 +266,13 @@ def test_unusable_secret_fails_loudly(sandbox, value, message):
 
 def test_unreadable_secret_fails_loudly(sandbox, monkeypatch):
     arn = _secret("denied", json.dumps(SERVER_SECRET))
-    sandbox.env = {**sandbox.env, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-                   "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_CONFIG_FILE": "/nonexistent"}
+    sandbox.env = {
+        **sandbox.env,
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+        "AWS_CONFIG_FILE": "/nonexistent",
+    }
     run = sandbox.run("server-init", arn, ["127.0.0.1"], _free_port(), {})
     assert run.returncode != 0
     assert "cannot read bootstrap secret" in run.stderr
@@ -234,7 +284,7 @@ def binary_server():
     payload = b"#!/bin/sh\necho credential-provider\n"
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             found = self.path.endswith("/ecr-credential-provider-linux-amd64")
             self.send_response(200 if found else 404)
             self.end_headers()
@@ -263,7 +313,9 @@ def test_agent_installs_the_ecr_credential_provider(sandbox, live_server, binary
 def test_failed_credential_provider_download_stops_the_boot(sandbox, live_server, binary_server):
     base, _ = binary_server
     arn = _secret("agent-ecr-missing", json.dumps({"token": "t"}))
-    run = sandbox.run("agent", arn, ["127.0.0.1"], live_server, agent_k3s_config(), f"{base}/missing")
+    run = sandbox.run(
+        "agent", arn, ["127.0.0.1"], live_server, agent_k3s_config(), f"{base}/missing"
+    )
     assert run.returncode != 0
     assert f"cannot download the ECR credential provider from {base}/missing" in run.stderr
     assert not sandbox.calls.exists()

@@ -43,10 +43,16 @@ def test_prod_is_ha_and_dev_is_cheap(synth_results):
     assert sorted(groups) == [80, 443, 6443]
     assert groups[6443]["preserveClientIp"] == "false"
     (asg,) = prod.of_type("aws:autoscaling/group:Group")
-    assert (asg.inputs["minSize"], asg.inputs["maxSize"], asg.inputs["desiredCapacity"]) == (3, 9, 3)
+    assert (asg.inputs["minSize"], asg.inputs["maxSize"], asg.inputs["desiredCapacity"]) == (
+        3,
+        9,
+        3,
+    )
     assert len(asg.inputs["vpcZoneIdentifiers"]) == 3
     azs = _subnet_azs(prod)
-    private = {s.id for s in prod.of_type(SUBNET) if s.inputs["tags"]["platform:subnet"] == "private"}
+    private = {
+        s.id for s in prod.of_type(SUBNET) if s.inputs["tags"]["platform:subnet"] == "private"
+    }
     assert set(asg.inputs["vpcZoneIdentifiers"]) == private
     assert all(i.inputs["subnetId"] in private for i in prod.of_type(INSTANCE))
     assert len({azs[s] for s in private}) == 3
@@ -62,7 +68,9 @@ def test_imdsv2_and_encrypted_disks(synth_results, stack):
         assert root["encrypted"] is True and root["volumeType"] == "gp3", inst.urn
     for lt in result.of_type(LAUNCH_TEMPLATE):
         assert lt.inputs["metadataOptions"]["httpTokens"] == "required", lt.urn
-        assert all(m["ebs"]["encrypted"] == "true" for m in lt.inputs["blockDeviceMappings"]), lt.urn
+        assert all(m["ebs"]["encrypted"] == "true" for m in lt.inputs["blockDeviceMappings"]), (
+            lt.urn
+        )
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
@@ -80,8 +88,11 @@ def test_no_ssh_and_api_only_from_allowed_cidrs(synth_results, stack):
         assert 22 not in ports, f"{rule.urn} opens port 22"
         if 6443 in ports and "cidrIpv4" in spec:
             assert spec["cidrIpv4"] not in world, rule.urn
-    api_cidrs = {r.inputs["cidrIpv4"] for r in result.of_type(INGRESS_RULE) if r.inputs.get("fromPort") == 6443
-                 and "cidrIpv4" in r.inputs}
+    api_cidrs = {
+        r.inputs["cidrIpv4"]
+        for r in result.of_type(INGRESS_RULE)
+        if r.inputs.get("fromPort") == 6443 and "cidrIpv4" in r.inputs
+    }
     expected = {"dev": {"198.51.100.0/24"}, "prod": {"198.51.100.0/24", "203.0.113.0/24"}}[stack]
     assert api_cidrs == expected
 
@@ -90,18 +101,34 @@ def test_no_ssh_and_api_only_from_allowed_cidrs(synth_results, stack):
 def test_stateful_resources_are_protected(synth_results, stack):
     result = synth_results[stack]
     protected = {r.type for r in result.registrations if r.protect}
-    assert protected == {"aws:kms/key:Key", "aws:s3/bucket:Bucket", "aws:secretsmanager/secret:Secret"}
+    assert protected == {
+        "aws:kms/key:Key",
+        "aws:s3/bucket:Bucket",
+        "aws:secretsmanager/secret:Secret",
+    }
     (key,) = result.of_type("aws:kms/key:Key")
     assert key.inputs["enableKeyRotation"] is True
     (bucket,) = result.of_type("aws:s3/bucket:Bucket")
     assert bucket.inputs["forceDestroy"] is False
     bucket_id = bucket.id
-    pab = {r.inputs["bucket"]: r.inputs for r in result.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")}
-    assert all(pab[bucket_id][k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
-                                                    "restrictPublicBuckets"))
+    pab = {
+        r.inputs["bucket"]: r.inputs
+        for r in result.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    }
+    assert all(
+        pab[bucket_id][k] is True
+        for k in (
+            "blockPublicAcls",
+            "blockPublicPolicy",
+            "ignorePublicAcls",
+            "restrictPublicBuckets",
+        )
+    )
     versioning = result.of_type("aws:s3/bucketVersioning:BucketVersioning")
     assert versioning[0].inputs["versioningConfiguration"]["status"] == "Enabled"
-    assert result.of_type("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    assert result.of_type(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    )
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
@@ -132,20 +159,45 @@ def test_nothing_reaches_the_cluster_before_the_gate(synth_results, stack):
 @pytest.mark.parametrize("stack", AWS_STACKS)
 def test_node_roles_are_least_privilege(synth_results, stack):
     result = synth_results[stack]
-    inline = {r.name: json.loads(r.inputs["policy"]) for r in result.of_type("aws:iam/rolePolicy:RolePolicy")}
+    inline = {
+        r.name: json.loads(r.inputs["policy"])
+        for r in result.of_type("aws:iam/rolePolicy:RolePolicy")
+    }
     server = inline[f"gitops-platform-{stack}-server-inline"]["Statement"]
     agent = inline[f"gitops-platform-{stack}-agent-inline"]["Statement"]
     secrets = {r.name: r.id for r in result.of_type("aws:secretsmanager/secret:Secret")}
-    assert agent == [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
-                      "Resource": secrets[f"gitops-platform-{stack}-agent-bootstrap"]}]
-    actions = {a for s in server for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    assert actions == {"secretsmanager:GetSecretValue", "s3:ListBucket", "s3:GetBucketLocation",
-                       "s3:GetObject", "s3:PutObject", "s3:DeleteObject", "kms:Encrypt", "kms:Decrypt",
-                       "kms:DescribeKey"}
+    assert agent == [
+        {
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": secrets[f"gitops-platform-{stack}-agent-bootstrap"],
+        }
+    ]
+    actions = {
+        a for s in server for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert actions == {
+        "secretsmanager:GetSecretValue",
+        "s3:ListBucket",
+        "s3:GetBucketLocation",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:DeleteObject",
+        "kms:Encrypt",
+        "kms:Decrypt",
+        "kms:DescribeKey",
+    }
     for statement in server:
-        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        resources = (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
         assert "*" not in resources
-    attachments = {r.inputs["policyArn"] for r in result.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    attachments = {
+        r.inputs["policyArn"]
+        for r in result.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    }
     (pull,) = result.of_type("aws:iam/policy:Policy")
     pull_arn = f"arn:aws:iam::123456789012:policy/{pull.id}"
     assert attachments == {"arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", pull_arn}
@@ -153,8 +205,9 @@ def test_node_roles_are_least_privilege(synth_results, stack):
     repos = {r.inputs["name"] for r in result.of_type("aws:ecr/repository:Repository")}
     assert repos == {"hello"}
     scoped = [s for s in statements if s["Resource"] != "*"]
-    assert {a for s in statements if s["Resource"] == "*" for a in [s["Action"]] if isinstance(a, str)} <= {
-        "ecr:GetAuthorizationToken"}
+    assert {
+        a for s in statements if s["Resource"] == "*" for a in [s["Action"]] if isinstance(a, str)
+    } <= {"ecr:GetAuthorizationToken"}
     assert all(r.endswith(":repository/hello") for s in scoped for r in s["Resource"])
 
 
@@ -165,7 +218,9 @@ def test_agents_get_their_own_secret_and_spot_share(synth_results):
     assert "agent-bootstrap" in text and "server-bootstrap" not in text
     (asg,) = dev.of_type("aws:autoscaling/group:Group")
     dist = asg.inputs["mixedInstancesPolicy"]["instancesDistribution"]
-    assert dist["onDemandPercentageAboveBaseCapacity"] == 0 and asg.inputs["capacityRebalance"] is True
+    assert (
+        dist["onDemandPercentageAboveBaseCapacity"] == 0 and asg.inputs["capacityRebalance"] is True
+    )
 
 
 def test_local_stack_creates_no_aws_resources(synth_results):

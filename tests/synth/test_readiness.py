@@ -41,17 +41,27 @@ class ApiPki:
 def _pem(obj) -> str:
     if isinstance(obj, x509.Certificate):
         return obj.public_bytes(serialization.Encoding.PEM).decode()
-    return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return obj.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
-def _cert(subject: str, key, issuer_name, issuer_key, *, ca: bool, org: str | None = None,
-          san_ip: str | None = None, client: bool = False) -> x509.Certificate:
+def _cert(
+    subject: str,
+    key,
+    issuer_name,
+    issuer_key,
+    *,
+    ca: bool,
+    org: str | None = None,
+    san_ip: str | None = None,
+    client: bool = False,
+) -> x509.Certificate:
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, subject)]
     if org:
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
     name = x509.Name(attrs)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -63,11 +73,14 @@ def _cert(subject: str, key, issuer_name, issuer_key, *, ca: bool, org: str | No
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
     )
     if san_ip:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(san_ip))]),
-                                        critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(san_ip))]),
+            critical=False,
+        )
     if client:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]),
-                                        critical=False)
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
     return builder.sign(issuer_key or key, hashes.SHA256())
 
 
@@ -78,11 +91,25 @@ def make_pki() -> ApiPki:
     server_key = ec.generate_private_key(ec.SECP256R1())
     server = _cert("kube-apiserver", server_key, ca.subject, ca_key, ca=False, san_ip="127.0.0.1")
     client_key = ec.generate_private_key(ec.SECP256R1())
-    client = _cert("platform-admin", client_key, ca.subject, ca_key, ca=False, org="system:masters", client=True)
+    client = _cert(
+        "platform-admin",
+        client_key,
+        ca.subject,
+        ca_key,
+        ca=False,
+        org="system:masters",
+        client=True,
+    )
     folder = Path(tempfile.mkdtemp(prefix="test-pki-"))
     (folder / "server.crt").write_text(_pem(server) + _pem(ca))
     (folder / "server.key").write_text(_pem(server_key))
-    return ApiPki(_pem(ca), str(folder / "server.crt"), str(folder / "server.key"), _pem(client), _pem(client_key))
+    return ApiPki(
+        _pem(ca),
+        str(folder / "server.crt"),
+        str(folder / "server.key"),
+        _pem(client),
+        _pem(client_key),
+    )
 
 
 class FakeApiServer:
@@ -93,7 +120,7 @@ class FakeApiServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 outer.requests += 1
                 ready = self.path == "/readyz" and outer.requests > ready_after
                 body = b"ok" if ready else b"[-]etcd failed: reason withheld\nreadyz check failed"
@@ -131,8 +158,13 @@ def api(pki, request):
 
 
 def _creds(api: FakeApiServer, pki: ApiPki, **over) -> ApiCredentials:
-    fields = {"api_url": api.url, "ca_pem": pki.ca_pem, "client_cert_pem": pki.client_cert_pem,
-              "client_key_pem": pki.client_key_pem, **over}
+    fields = {
+        "api_url": api.url,
+        "ca_pem": pki.ca_pem,
+        "client_cert_pem": pki.client_cert_pem,
+        "client_key_pem": pki.client_key_pem,
+        **over,
+    }
     return ApiCredentials(**fields)
 
 
@@ -158,28 +190,38 @@ def test_times_out_with_a_clear_message(api, pki):
     with pytest.raises(ClusterNotReady) as err:
         wait_until_ready(_creds(api, pki), timeout=0.5, interval=0.1, progress=lambda m: None)
     message = str(err.value)
-    assert message.startswith(f"the Kubernetes API server at {api.url}/readyz was not ready within 0s (")
+    assert message.startswith(
+        f"the Kubernetes API server at {api.url}/readyz was not ready within 0s ("
+    )
     assert "last answer: HTTP 500: [-]etcd failed" in message
 
 
 def test_rejects_a_server_from_another_ca(api, pki):
     other = make_pki()
     with pytest.raises(ClusterTrustError) as err:
-        wait_until_ready(_creds(api, pki, ca_pem=other.ca_pem), timeout=5, interval=0.05, progress=lambda m: None)
+        wait_until_ready(
+            _creds(api, pki, ca_pem=other.ca_pem), timeout=5, interval=0.05, progress=lambda m: None
+        )
     assert "does not verify" in str(err.value)
 
 
 def test_server_refuses_a_client_without_the_cluster_certificate(api, pki):
     stranger = make_pki()
-    creds = _creds(api, pki, client_cert_pem=stranger.client_cert_pem, client_key_pem=stranger.client_key_pem)
+    creds = _creds(
+        api, pki, client_cert_pem=stranger.client_cert_pem, client_key_pem=stranger.client_key_pem
+    )
     with pytest.raises(ClusterNotReady) as err:
         wait_until_ready(creds, timeout=0.4, interval=0.1, progress=lambda m: None)
     assert api.requests == 0
-    assert pki.client_key_pem not in str(err.value) and stranger.client_key_pem not in str(err.value)
+    assert pki.client_key_pem not in str(err.value) and stranger.client_key_pem not in str(
+        err.value
+    )
 
 
 def test_nothing_listening_times_out(pki):
-    creds = ApiCredentials("https://127.0.0.1:9", pki.ca_pem, pki.client_cert_pem, pki.client_key_pem)
+    creds = ApiCredentials(
+        "https://127.0.0.1:9", pki.ca_pem, pki.client_cert_pem, pki.client_key_pem
+    )
     with pytest.raises(ClusterNotReady, match="Connection refused"):
         wait_until_ready(creds, timeout=0.3, interval=0.1, progress=lambda m: None)
 

@@ -1,4 +1,4 @@
-"""The synth's files: the documented shape, byte-identical reruns, no secret anywhere, clear errors."""
+"""The synth's files: the documented shape, identical reruns, no secret anywhere, clear errors."""
 
 from __future__ import annotations
 
@@ -10,11 +10,23 @@ import pytest
 from synth.core import synthesize, write
 from tests.conftest import REPO, STACKS
 
-RESOURCE_KEYS = {"urn", "type", "name", "parent", "custom", "provider", "dependsOn", "protect", "inputs"}
+RESOURCE_KEYS = {
+    "urn",
+    "type",
+    "name",
+    "parent",
+    "custom",
+    "provider",
+    "dependsOn",
+    "protect",
+    "inputs",
+}
 
 
 def _tree(folder) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -26,8 +38,11 @@ def test_resources_json_shape(synth_dirs, stack):
     urns = {r["urn"] for r in doc["resources"]}
     for res in doc["resources"]:
         assert set(res) == RESOURCE_KEYS
-        assert res["parent"] is None or res["parent"] in urns or res["parent"].endswith("pulumi:pulumi:Stack::"
-                                                                                         f"gitops-platform-{stack}")
+        assert (
+            res["parent"] is None
+            or res["parent"] in urns
+            or res["parent"].endswith(f"pulumi:pulumi:Stack::gitops-platform-{stack}")
+        )
         assert all(dep in urns for dep in res["dependsOn"]), res["urn"]
     assert (synth_dirs[stack] / "graph.dot").read_text().startswith("digraph resources {")
 
@@ -43,7 +58,9 @@ def test_no_secret_value_in_any_file(synth_results, synth_dirs):
         assert result.secret_values, f"{stack}: the mocks handed out no secret to look for"
         files = _tree(synth_dirs[stack])
         for value in result.secret_values:
-            needles = {value} | {line for line in value.splitlines() if len(line) >= 32 and "-----" not in line}
+            needles = {value} | {
+                line for line in value.splitlines() if len(line) >= 32 and "-----" not in line
+            }
             for name, content in files.items():
                 text = content.decode()
                 for needle in needles:
@@ -51,8 +68,13 @@ def test_no_secret_value_in_any_file(synth_results, synth_dirs):
 
 
 def _synth_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "synth", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "synth", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_invalid_config_exits_non_zero_with_every_error(tmp_path):
@@ -60,7 +82,8 @@ def test_invalid_config_exits_non_zero_with_every_error(tmp_path):
     bad.write_text(
         "config:\n  aws:region: eu-west-1\n  platform:environment: broken\n"
         "  platform:cluster: {servers: 2, apiAllowedCidrs: [10.0.0.0/8], rootVolumeGb: 5}\n"
-        "  platform:gitops: {repoUrl: https://example.com/x.git}\n  platform:tls: {letsEncrypt: true}\n"
+        "  platform:gitops: {repoUrl: https://example.com/x.git}\n"
+        "  platform:tls: {letsEncrypt: true}\n"
     )
     run = _synth_cli("--stack", "broken", "--stack-file", str(bad), "--out", str(tmp_path / "out"))
     assert run.returncode == 2

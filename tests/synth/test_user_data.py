@@ -26,7 +26,9 @@ def test_node_kinds(synth_dirs):
 def test_cloud_init_schema(synth_dirs, stack):
     cloud_init = require_tool("cloud-init")
     for path in sorted((synth_dirs[stack] / "cloud-init").glob("*.yaml")):
-        run = subprocess.run([cloud_init, "schema", "--config-file", str(path)], capture_output=True, text=True)
+        run = subprocess.run(
+            [cloud_init, "schema", "--config-file", str(path)], capture_output=True, text=True
+        )
         assert run.returncode == 0, f"{path.name}: {run.stdout}{run.stderr}"
         assert "Valid cloud-config" in run.stdout
 
@@ -35,7 +37,9 @@ def test_cloud_init_schema_rejects_a_broken_document(tmp_path):
     cloud_init = require_tool("cloud-init")
     bad = tmp_path / "bad.yaml"
     bad.write_text("#cloud-config\nwrite_files:\n  - path: /x\n    permissions: 600\n")
-    run = subprocess.run([cloud_init, "schema", "--config-file", str(bad)], capture_output=True, text=True)
+    run = subprocess.run(
+        [cloud_init, "schema", "--config-file", str(bad)], capture_output=True, text=True
+    )
     assert run.returncode != 0
 
 
@@ -52,7 +56,9 @@ def test_embedded_scripts_pass_shellcheck(synth_dirs, stack, tmp_path):
         for i, script in enumerate(scripts):
             target = tmp_path / f"{stack}-{path.stem}-{i}.sh"
             target.write_text(script)
-            run = subprocess.run([str(SHELLCHECK), "--severity=style", str(target)], capture_output=True, text=True)
+            run = subprocess.run(
+                [str(SHELLCHECK), "--severity=style", str(target)], capture_output=True, text=True
+            )
             assert run.returncode == 0, run.stdout
 
 
@@ -70,10 +76,14 @@ def test_user_data_carries_no_secret_and_fits(synth_dirs, stack):
         assert "PRIVATE KEY" not in text
         config = yaml.safe_load(yaml.safe_load(text)["write_files"][1]["content"])
         assert not {"token", "agent-token", "datastore-endpoint"} & set(config), path.name
-        env = dict(re.findall(r"^(\w+)=(.*)$", yaml.safe_load(text)["write_files"][0]["content"], re.M))
-        assert env["SECRET_ID"].startswith("'arn:aws:secretsmanager:") or env["SECRET_ID"].startswith(
-            "arn:aws:secretsmanager:"
+        env = dict(
+            re.findall(
+                r"^(\w+)=(.*)$", yaml.safe_load(text)["write_files"][0]["content"], re.MULTILINE
+            )
         )
+        assert env["SECRET_ID"].startswith("'arn:aws:secretsmanager:") or env[
+            "SECRET_ID"
+        ].startswith("arn:aws:secretsmanager:")
 
 
 def test_servers_share_critical_k3s_settings(synth_dirs):
@@ -82,7 +92,9 @@ def test_servers_share_critical_k3s_settings(synth_dirs):
         doc = yaml.safe_load((synth_dirs["prod"] / "cloud-init" / f"{kind}.yaml").read_text())
         configs.append(yaml.safe_load(doc["write_files"][1]["content"]))
     assert configs[0] == configs[1]
-    assert configs[0]["secrets-encryption"] is True and configs[0]["protect-kernel-defaults"] is True
+    assert (
+        configs[0]["secrets-encryption"] is True and configs[0]["protect-kernel-defaults"] is True
+    )
     assert configs[0]["etcd-s3"] is True and configs[0]["etcd-s3-folder"] == "etcd"
 
 
@@ -99,4 +111,7 @@ def test_nodes_can_pull_from_the_registry(synth_dirs):
         assert set(userdata.ECR_KUBELET_ARGS) <= set(config["kubelet-arg"]), kind
         provider = yaml.safe_load(files["/var/lib/rancher/credentialprovider/config.yaml"])
         assert provider["providers"][0]["name"] == "ecr-credential-provider"
-        assert "ECR_CREDENTIAL_PROVIDER_URL=https://artifacts.k8s.io/" in files["/etc/platform/boot.env"]
+        assert (
+            "ECR_CREDENTIAL_PROVIDER_URL=https://artifacts.k8s.io/"
+            in files["/etc/platform/boot.env"]
+        )

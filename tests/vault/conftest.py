@@ -1,4 +1,4 @@
-"""Real servers for the Vault tests: OpenBao (`bao server`, Raft storage) and a TokenReview endpoint.
+"""Real servers for the Vault tests: OpenBao (`bao server`, Raft storage), TokenReview, moto.
 
 Everything listens on 127.0.0.1 free ports and lives in pytest's tmp dirs. A failing test gets the
 log tail of every OpenBao server that is running at that moment attached to its report.
@@ -174,7 +174,10 @@ class BaoServer:
         if self.seal == "static":
             key_file = self.workdir / "static-seal.key"
             key_file.write_bytes(os.urandom(32))
-            seal = f'seal "static" {{\n  current_key_id = "k1"\n  current_key = "file://{key_file}"\n}}\n'
+            seal = (
+                'seal "static" {\n  current_key_id = "k1"\n'
+                f'  current_key = "file://{key_file}"\n}}\n'
+            )
         config = self.workdir / "bao.hcl"
         config.write_text(
             f'storage "raft" {{\n  path = "{self.workdir / "raft"}"\n  node_id = "n1"\n'
@@ -272,7 +275,7 @@ def pki() -> Pki:
 def start_bao(
     tmp_path_factory: pytest.TempPathFactory, pki: Pki
 ) -> Iterator[Callable[..., BaoServer]]:
-    """Start fresh servers: `start_bao(seal="shamir"|"static", tls=False)`; stopped at module end."""
+    """`start_bao(seal="shamir"|"static", tls=False)`: a fresh server, stopped at module end."""
     servers: list[BaoServer] = []
 
     def start(seal: Literal["shamir", "static"] = "shamir", tls: bool = False) -> BaoServer:

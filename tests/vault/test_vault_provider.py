@@ -25,8 +25,8 @@ from components.vault.bootstrap import WaitTimeout, platform_spec
 from components.vault.provider import (
     VaultBootstrapProvider,
     pem_files,
+    proxy_url,
     secret_output_options,
-    service_proxy_url,
 )
 
 
@@ -130,16 +130,19 @@ def test_check_accepts_unknown_url_during_preview():
     assert VaultBootstrapProvider().check({}, inputs).failures == []
 
 
-def test_service_proxy_url():
+def test_proxy_url():
     assert (
-        service_proxy_url("https://k3s.example.com:6443", "vault", "vault")
+        proxy_url("https://k3s.example.com:6443", "vault", "vault")
         == "https://k3s.example.com:6443/api/v1/namespaces/vault/services/https:vault:8200/proxy"
     )
-    assert service_proxy_url("https://rancher.example.com/k8s/clusters/c-1/", "bao", "openbao") == (
+    assert proxy_url("https://rancher.example.com/k8s/clusters/c-1/", "bao", "openbao") == (
         "https://rancher.example.com/k8s/clusters/c-1/api/v1/namespaces/bao/services/"
         "https:openbao:8200/proxy"
     )
-    proxied = hvac.Client(url=service_proxy_url("https://k3s:6443", "vault", "vault"), token="")
+    assert proxy_url("https://k3s:6443", "vault", "vault-0", kind="pods") == (
+        "https://k3s:6443/api/v1/namespaces/vault/pods/https:vault-0:8200/proxy"
+    )
+    proxied = hvac.Client(url=proxy_url("https://k3s:6443", "vault", "vault"), token="")
     assert proxied.adapter.urljoin(proxied.url, "/v1/sys/health").endswith(
         "/services/https:vault:8200/proxy/v1/sys/health"
     )
@@ -153,11 +156,13 @@ def test_service_proxy_url():
         (("https://k3s:6443", "Vault", "vault"), "namespace"),
         (("https://k3s:6443", "vault", "vault/../x"), "service"),
         (("https://k3s:6443", "vault", "vault", 0), "port"),
+        (("https://k3s:6443", "vault", "vault-0", 8200, "https", "nodes"), "kind"),
+        (("https://k3s:6443", "vault", "Vault-0", 8200, "https", "pods"), "pod"),
     ],
 )
-def test_service_proxy_url_refuses_bad_parts(args, problem):
+def test_proxy_url_refuses_bad_parts(args, problem):
     with pytest.raises(ValueError, match=problem):
-        service_proxy_url(*args)
+        proxy_url(*args)
 
 
 def test_pem_files_are_private_and_always_removed(pki):

@@ -1,4 +1,4 @@
-"""Raft snapshots for real: OpenBao with Raft storage, S3 in a moto server, the CronJob entry point."""
+"""Raft snapshots for real: OpenBao on Raft storage, S3 in a moto server, the CronJob entry."""
 
 from __future__ import annotations
 
