@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from components import versions
 from components.registry.config import RegistryConfig
+from policy.settings import PolicyConfigError, PolicySettings
 from components.sections import (
     AWS_REGION_RE,
     DNS_NAME_RE,
@@ -296,6 +297,8 @@ class PlatformConfig(Section):
     services: ServicesConfig = ServicesConfig()
     monthly_budget_usd: float | None = Field(default=None, gt=0)
     """The cost estimate (make cost) must stay at or below this; checked by the policy pack."""
+    policy: dict[str, Any] = Field(default_factory=dict)
+    """Guardrail enforcement and thresholds per rule (policy/README.md, "Configuration")."""
 
     @field_validator("environment")
     @classmethod
@@ -343,6 +346,13 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
 
     def add(key: str, msg: str) -> None:
         issues.append(ConfigIssue(f"{NAMESPACE}:{key}", msg))
+
+    try:
+        PolicySettings.from_policy_config(cfg.policy, where=f"{NAMESPACE}:policy")
+    except PolicyConfigError as exc:
+        for problem in exc.issues:
+            key, _, message = problem.partition(": ")
+            issues.append(ConfigIssue(key, message))
 
     if cfg.tls.lets_encrypt and not cfg.tls.acme_email:
         add(

@@ -159,7 +159,15 @@ def initial_config(settings: PolicySettings) -> dict[str, dict[str, Any]]:
 
 def settings_from_environment() -> PolicySettings:
     """The stack's settings from the config the engine passes the pack (PULUMI_CONFIG)."""
-    keys = (STACK_KEY, "platform:production", "platform:target")
+    keys = (
+        STACK_KEY,
+        "platform:production",
+        "platform:target",
+        "platform:environment",
+        "platform:monthlyBudgetUsd",
+        "platform:registry",
+        "aws:region",
+    )
     return PolicySettings.from_stack_config(
         {key: value for key in keys if (value := pulumi.runtime.get_config(key)) is not None}
     )

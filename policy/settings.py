@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from components.registry.config import RegistryConfig
 from policy.rules import RULES, RULES_BY_ID, Enforcement, Params, StackInfo, get_rule
 
 STACK_KEY = "platform:policy"
@@ -61,6 +62,10 @@ class PolicySettings(BaseModel):
     """Production stack (platform:production): decides the ACME server rule."""
     aws: bool = True
     """The stack runs on AWS (platform:target aws): Vault must auto-unseal with KMS."""
+    environment: str | None = None
+    region: str | None = None
+    monthly_budget_usd: float | None = None
+    registry: RegistryConfig | None = None
     default_enforcement: Enforcement | None = None
     """The `all` key: one level for every rule without its own."""
     overrides: dict[str, RuleOverride] = Field(default_factory=dict)
@@ -83,7 +88,14 @@ class PolicySettings(BaseModel):
 
     @property
     def stack(self) -> StackInfo:
-        return StackInfo(production=self.production, aws=self.aws)
+        return StackInfo(
+            production=self.production,
+            aws=self.aws,
+            environment=self.environment,
+            region=self.region,
+            monthly_budget_usd=self.monthly_budget_usd,
+            registry=self.registry,
+        )
 
     def enforcement(self, rule_id: str) -> Enforcement:
         """The rule's effective level: its override, else `all`, else the rule's default."""
@@ -121,6 +133,7 @@ class PolicySettings(BaseModel):
         production: bool = False,
         aws: bool = True,
         where: str = "policy config",
+        **facts: Any,
     ) -> PolicySettings:
         """Parse the policy-config shape; PolicyConfigError lists every problem by its key."""
         if config is not None and not isinstance(config, Mapping):
@@ -156,14 +169,21 @@ class PolicySettings(BaseModel):
                 overrides[key] = RuleOverride(enforcement=enforcement, params=params)
         if issues:
             raise PolicyConfigError(issues)
-        return cls(production=production, aws=aws, default_enforcement=default, overrides=overrides)
+        return cls(
+            production=production,
+            aws=aws,
+            default_enforcement=default,
+            overrides=overrides,
+            **facts,
+        )
 
     @classmethod
     def from_stack_config(cls, stack_config: Mapping[str, Any]) -> PolicySettings:
         """Settings from a stack's config: the `config:` mapping of `stacks/Pulumi.<stack>.yaml`.
 
-        Reads `platform:policy`, `platform:production` and `platform:target`. Values may also be
-        the JSON strings the Pulumi engine hands a policy pack in PULUMI_CONFIG.
+        Reads `platform:policy`, `platform:production`, `platform:target` and the facts of
+        STACK_FACT_KEYS. Values may also be the JSON strings the Pulumi engine hands a policy pack
+        in PULUMI_CONFIG.
         """
         production = _decode(stack_config.get("platform:production", False))
         target = _decode(stack_config.get("platform:target", "aws"))
@@ -171,11 +191,22 @@ class PolicySettings(BaseModel):
             raise PolicyConfigError(
                 [f"platform:production: expected true or false, got {production!r}"]
             )
+        registry = _decode(stack_config.get("platform:registry"))
+        try:
+            facts = {
+                "environment": _decode(stack_config.get("platform:environment")),
+                "region": _decode(stack_config.get("aws:region")),
+                "monthly_budget_usd": _decode(stack_config.get("platform:monthlyBudgetUsd")),
+                "registry": None if registry is None else RegistryConfig.model_validate(registry),
+            }
+        except ValidationError as exc:
+            raise PolicyConfigError([f"platform:registry: {exc}"]) from None
         return cls.from_policy_config(
             _decode(stack_config.get(STACK_KEY)),
             production=production,
             aws=target != "existing",
             where=STACK_KEY,
+            **facts,
         )
 
 

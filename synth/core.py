@@ -19,6 +19,8 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components import config as stack_config
 from cost import estimate as cost
+from policy.engine import Finding, evaluate
+from policy.settings import PolicySettings
 from synth.mocks import SECRET, RecordingMonitor, Registration, SynthMocks, redact
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,6 +32,8 @@ class SynthResult:
     stack: str
     project: str
     config: stack_config.PlatformConfig
+    stack_values: dict[str, Any]
+    """The stack file's `config:` as written (policy settings are read from it)."""
     registrations: list[Registration]
     outputs: dict[str, Any]
     secret_values: set[str] = field(default_factory=set)
@@ -95,6 +99,7 @@ def synthesize(stack: str, path: Path | None = None) -> SynthResult:
         stack,
         project,
         cfg,
+        values,
         sorted(monitor.registrations, key=lambda r: r.urn),
         outputs,
         mocks.secret_values,
@@ -225,11 +230,22 @@ def write(result: SynthResult, out: Path) -> None:
     (out / "graph.dot").write_text(_dot(result))
     (out / "summary.txt").write_text(summary(result))
     (out / "cost.json").write_text(_json(cost_of(result)))
+    (out / "policy.json").write_text(_json([f.to_dict() for f in policy_findings(result)]))
     dot = shutil.which("dot")
     if dot:
         subprocess.run(
             [dot, "-Tsvg", "-o", str(out / "graph.svg"), str(out / "graph.dot")], check=True
         )
+
+
+def policy_findings(result: SynthResult) -> list[Finding]:
+    """The guardrails over everything the stack registers, with the stack's own settings."""
+    resources = [
+        {"type": r.type, "urn": r.urn, "name": r.name, "props": r.inputs, "id": r.id}
+        for r in result.registrations
+        if r.custom
+    ]
+    return evaluate(resources, (), PolicySettings.from_stack_config(result.stack_values))
 
 
 def cost_resources(result: SynthResult) -> list[cost.Resource]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from policy.rules import aws, kubernetes, platform
+from policy.rules import aws, kubernetes, platform, stack
 from policy.rules.base import Enforcement, Params, Rule, Scope, StackInfo, Violation
 
-RULES: tuple[Rule, ...] = kubernetes.RULES + aws.RULES + platform.RULES
+RULES: tuple[Rule, ...] = kubernetes.RULES + aws.RULES + platform.RULES + stack.RULES
 RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}
 
 

@@ -9,6 +9,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from components.registry.config import RegistryConfig
 from policy.model import Item
 
 
@@ -41,6 +42,12 @@ class StackInfo:
 
     production: bool = False
     aws: bool = True
+    environment: str | None = None
+    region: str | None = None
+    """AWS region (prices the cost estimate)."""
+    monthly_budget_usd: float | None = None
+    registry: RegistryConfig | None = None
+    """`platform:registry` of the stack: which image tags its retention keeps."""
 
 
 @dataclass(frozen=True, slots=True)

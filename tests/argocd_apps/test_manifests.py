@@ -9,6 +9,8 @@ import pytest
 from kubernetes_validate.utils import ValidationError
 
 from components.argocd import gitops
+from policy.engine import Manifest, evaluate
+from policy.settings import PolicySettings
 from tests.argocd_apps.support import (
     STACKS,
     crd_errors,
@@ -105,15 +107,13 @@ def test_custom_resources_validate_with_kubernetes_models(custom_resources):
 
 def test_overlays_pass_policy_checker(deployed):
     """The policy pack's checker (policy/) finds no mandatory violation in what Argo CD applies."""
-    engine = pytest.importorskip("policy.engine", reason="the policy pack is not in this checkout")
-    settings = pytest.importorskip("policy.settings")
     failures = []
     for stack, apps in deployed.items():
-        manifests = [engine.Manifest(obj, app.path) for app, objects in apps for obj in objects]
-        policy = settings.PolicySettings.from_stack_config(stack_config_values(stack))
+        manifests = [Manifest(obj, app.path) for app, objects in apps for obj in objects]
+        policy = PolicySettings.from_stack_config(stack_config_values(stack))
         failures += [
             f"{stack}: {f.rule}: {f.object}: {f.message}"
-            for f in engine.evaluate(manifests=manifests, settings=policy)
+            for f in evaluate(manifests=manifests, settings=policy)
             if f.enforcement == "mandatory"
         ]
     assert not failures, "\n".join(failures)
