@@ -17,7 +17,6 @@ from pydantic import Field, ValidationError, field_validator
 
 from components import versions
 from components.registry.config import RegistryConfig
-from policy.settings import PolicyConfigError, PolicySettings
 from components.sections import (
     AWS_REGION_RE,
     DNS_NAME_RE,
@@ -28,6 +27,7 @@ from components.sections import (
     K8S_NAME_RE,
     Section,
 )
+from policy.settings import PolicyConfigError, PolicySettings
 
 NAMESPACE = "platform"
 

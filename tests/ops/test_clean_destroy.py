@@ -3,6 +3,7 @@ that Pulumi does not know about (docs/operations.md, "Clean destroy")."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -161,9 +162,7 @@ def test_the_check_finds_each_kind_of_side_effect(synth_results):
             },
         ),
     ]
-    tampered = type(base)(
-        base.stack, base.project, base.config, base.registrations + extra, base.outputs
-    )
+    tampered = dataclasses.replace(base, registrations=base.registrations + extra)
     problems = aws_side_effects(tampered)
     assert len(problems) == 4, problems
     assert any("aws-ebs-csi-driver" in p for p in problems)
