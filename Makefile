@@ -16,7 +16,7 @@ help:
 	@echo "make policy [PATHS=...]             guardrail checker over YAML files or folders"
 	@echo "make cost [STACK=dev]               monthly cost estimate of a stack"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt

@@ -19,6 +19,7 @@ from components.platform.dns import DnsRecords, DnsRecordsArgs, apps_domain, hos
 from components.platform.external_secrets import ExternalSecrets, ExternalSecretsArgs
 from components.platform.rancher import Rancher, RancherArgs
 from components.platform.vault import Vault, VaultArgs
+from components.platform.vault_snapshots import VaultSnapshots, VaultSnapshotsArgs
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,20 @@ class Platform(pulumi.ComponentResource):
             ),
             child,
         )
+        if access.aws is not None:
+            VaultSnapshots(
+                f"{name}-vault-snapshots",
+                access,
+                VaultSnapshotsArgs(
+                    namespace=vault.namespace,
+                    vault_address=vault.address,
+                    ca_secret=vault.ca_secret,
+                    bucket=access.aws.snapshot_bucket,
+                    region=access.aws.region,
+                ),
+                depends_on=[vault.bootstrap],
+                opts=child,
+            )
         self.vault_root_token = vault.root_token
         self.vault_keys = vault.keys
 

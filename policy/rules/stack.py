@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from pydantic import Field
@@ -49,12 +50,21 @@ def check_budget(inv: Inventory, p: BudgetParams, stack: StackInfo) -> Iterator[
 # --- prod-images-kept ----------------------------------------------------------------------------
 
 
+ECR_HOST_RE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
+
+
+def in_app_registry(image: str, apps: list[str]) -> bool:
+    """Whether `image` lives in one of the platform's ECR repositories (the retention applies)."""
+    host, _, path = parse_image_reference(image).repository.partition("/")
+    return bool(ECR_HOST_RE.match(host)) and path in apps
+
+
 def check_kept_images(item: Item, _: Params, stack: StackInfo) -> Iterator[Violation]:
     if not stack.production or stack.registry is None:
         return
     for name, container in containers(pod_spec(item), init=True):
         image = container.get("image")
-        if not isinstance(image, str):
+        if not isinstance(image, str) or not in_app_registry(image, stack.registry.apps):
             continue
         if not is_kept_reference(image, stack.registry, environment=stack.environment):
             tag = parse_image_reference(image).tag
@@ -78,8 +88,8 @@ RULES = (
     ),
     Rule(
         id="prod-images-kept",
-        description="Workloads of production stacks reference images by digest or by a tag "
-        "class the registry keeps (deployed-<env>-, release, named prefixes).",
+        description="Workloads of production stacks reference images of the app registry by "
+        "digest or by a tag class its retention keeps (deployed-<env>-, release, named prefixes).",
         enforcement=Enforcement.MANDATORY,
         remediation="Deploy `image@sha256:...`, or a tag CI applied for this environment "
         "(deployed-<env>-...), a release tag (v1.2.3) or a kept prefix (docs/registry.md).",

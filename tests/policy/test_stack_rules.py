@@ -66,15 +66,20 @@ def _deployment(image: str) -> dict:
     }
 
 
+ECR = "123456789012.dkr.ecr.us-east-1.amazonaws.com/hello"
+
+
 @pytest.mark.parametrize(
     "image,kept",
     [
-        ("registry.example/web@sha256:" + "a" * 64, True),
-        ("registry.example/web:deployed-prod-20261125-1", True),
-        ("registry.example/web:v1.4.2", True),
-        ("registry.example/web:deployed-dev-20261125-1", False),
-        ("registry.example/web:pr-42-abc123", False),
-        ("registry.example/web:main-abc123", False),
+        (f"{ECR}@sha256:" + "a" * 64, True),
+        (f"{ECR}:deployed-prod-20261125-1", True),
+        (f"{ECR}:v1.4.2", True),
+        (f"{ECR}:deployed-dev-20261125-1", False),
+        (f"{ECR}:pr-42-abc123", False),
+        (f"{ECR}:main-abc123", False),
+        ("ghcr.io/example/hello:main-abc123", True),
+        ("123456789012.dkr.ecr.us-east-1.amazonaws.com/other:main-abc123", True),
     ],
 )
 def test_prod_images_must_be_kept(image, kept):
@@ -87,5 +92,5 @@ def test_prod_images_must_be_kept(image, kept):
 
 def test_kept_images_rule_ignores_non_production_stacks():
     settings = PolicySettings.from_stack_config(_stack_values("dev"))
-    findings = evaluate((), [_deployment("registry.example/web:pr-1-x")], settings)
+    findings = evaluate((), [_deployment(f"{ECR}:pr-1-x")], settings)
     assert "prod-images-kept" not in {f.rule for f in findings}
