@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import re
@@ -16,13 +15,13 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from jsonschema import Draft4Validator
 
 from components import config as stack_config
 from components import versions
 from components.argocd import gitops
 from synth.core import load_stack_config
 from tests.conftest import require_tool
+from tests.crd import CRD_FOLDERS
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
@@ -35,11 +34,6 @@ INGRESS_IP = "203.0.113.10"
 # The base manifests hold these until the root ApplicationSet patches the environment's values in.
 UNPATCHED_MARKERS = ("example.invalid", "set-by-argocd")
 # Upstream CRDs (shared/crds/README.md) at the versions pinned in components/versions.py.
-CRD_FOLDERS = {
-    "argoproj.io": Path("argo-cd", versions.ARGO_CD.app_version),
-    "cert-manager.io": Path("cert-manager", versions.CERT_MANAGER.app_version),
-    "external-secrets.io": Path("external-secrets"),
-}
 
 
 def stack_config_values(stack: str) -> dict[str, Any]:
@@ -99,63 +93,6 @@ def is_custom_resource(obj: dict[str, Any]) -> bool:
 def validate_core(obj: dict[str, Any]) -> None:
     """Raises kubernetes_validate's ValidationError; unknown fields fail (strict)."""
     kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
-
-
-def _closed(schema: Any) -> Any:
-    """The schema with additionalProperties: false on every object that lists properties and does
-    not preserve unknown fields, recursing through properties, items and map values only."""
-    if not isinstance(schema, dict):
-        return schema
-    out = dict(schema)
-    if "properties" in out:
-        out["properties"] = {key: _closed(sub) for key, sub in out["properties"].items()}
-        if "additionalProperties" not in out and not out.get(
-            "x-kubernetes-preserve-unknown-fields"
-        ):
-            out["additionalProperties"] = False
-    if isinstance(out.get("items"), dict):
-        out["items"] = _closed(out["items"])
-    if isinstance(out.get("additionalProperties"), dict):
-        out["additionalProperties"] = _closed(out["additionalProperties"])
-    return out
-
-
-@functools.cache
-def _crd_documents(path: Path) -> dict[str, Any]:
-    # libyaml: the ApplicationSet CRD alone is 1.4 MB, five times slower to parse in pure Python.
-    return yaml.load(path.read_text(), Loader=yaml.CSafeLoader)
-
-
-@functools.cache
-def crd_validator(api_version: str, kind: str) -> Draft4Validator | None:
-    """Strict validator of a served version of the pinned upstream CRD, None when none serves it."""
-    if not SHARED.is_dir():
-        pytest.skip(f"{SHARED} is absent: the upstream CRDs only exist beside the project in CI")
-    group, _, version = api_version.rpartition("/")
-    folder = SHARED / "crds" / CRD_FOLDERS[group]
-    if not folder.is_dir():
-        pytest.fail(
-            f"{folder} is missing: shared/crds has no CRDs for the pinned {CRD_FOLDERS[group]}"
-        )
-    # Files are named after their kind; trying those first spares parsing the others.
-    for path in sorted(folder.glob("*.yaml"), key=lambda p: (kind.lower() not in p.name, p.name)):
-        crd = _crd_documents(path)
-        if crd.get("kind") != "CustomResourceDefinition" or crd["spec"]["names"]["kind"] != kind:
-            continue
-        for served in (v for v in crd["spec"]["versions"] if v.get("served")):
-            if crd["spec"]["group"] == group and served["name"] == version:
-                return Draft4Validator(_closed(served["schema"]["openAPIV3Schema"]))
-    return None
-
-
-def crd_errors(obj: dict[str, Any]) -> list[str]:
-    validator = crd_validator(obj["apiVersion"], obj["kind"])
-    if validator is None:
-        return [f"no served CRD version for {obj['apiVersion']} {obj['kind']}"]
-    return [
-        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-        for e in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path)))
-    ]
 
 
 def model_errors(objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -9,7 +9,8 @@ import pytest
 
 from components import config as stack_config
 from components.argocd import gitops
-from tests.argocd_apps.support import GITOPS_PATH, REPO, STACKS, crd_errors, stack_facts
+from tests.argocd_apps.support import GITOPS_PATH, REPO, STACKS, stack_facts
+from tests.crd import crd_errors
 
 
 def test_from_config_takes_the_gitops_section():

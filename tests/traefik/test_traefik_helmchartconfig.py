@@ -26,6 +26,7 @@ from components.k3s.traefik import (
     traefik_helm_chart_config,
 )
 from tests.conftest import require_shared
+from tests.crd import crd_validator as strict_crd_validator
 
 CONFIGS = {
     "production": traefik_helm_chart_config(production=True),
@@ -38,25 +39,11 @@ def _values(config: dict[str, Any]) -> dict[str, Any]:
     return yaml.safe_load(config["spec"]["valuesContent"])
 
 
-def _closed(schema: Any) -> Any:
-    """The CRD's OpenAPI schema as strict JSON Schema: objects that list their properties
-    accept no others (the API server would prune them silently)."""
-    if isinstance(schema, dict):
-        closed = {k: _closed(v) for k, v in schema.items()}
-        if "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
-            closed.setdefault("additionalProperties", False)
-        return closed
-    if isinstance(schema, list):
-        return [_closed(v) for v in schema]
-    return schema
-
-
 @pytest.fixture(scope="module")
 def crd_validator() -> jsonschema.Validator:
-    crd_file = require_shared("crds", "helm-controller", "helm.cattle.io_helmchartconfigs.yaml")
-    crd = yaml.safe_load(crd_file.read_text())
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
-    return jsonschema.Draft7Validator(_closed(version["schema"]["openAPIV3Schema"]))
+    validator = strict_crd_validator("helm.cattle.io/v1", "HelmChartConfig")
+    assert validator is not None, "helm-controller serves HelmChartConfig v1"
+    return validator
 
 
 @pytest.fixture(scope="module")
