@@ -37,7 +37,7 @@ $(CRD_MODELS): tests/crd-models/package-lock.json
 	if command -v npm >/dev/null; then npm ci --prefix tests/crd-models --no-audit --no-fund; fi
 
 test: venv $(CRD_MODELS)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 PATHS ?= argocd-apps
 policy: venv
