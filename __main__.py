@@ -16,22 +16,10 @@ config: PlatformConfig = from_pulumi()
 name = f"{pulumi.get_project()}-{pulumi.get_stack()}"
 
 
-def aws_cluster(cfg: PlatformConfig) -> ClusterAccess:
+def aws_cluster(cfg: PlatformConfig, opts: pulumi.ResourceOptions) -> ClusterAccess:
     assert cfg.cluster is not None and cfg.aws_region is not None
-    provider = aws.Provider(
-        "aws",
-        region=cfg.aws_region,
-        default_tags={
-            "tags": {
-                "platform:environment": cfg.environment,
-                "platform:stack": name,
-                "managed-by": "pulumi",
-            }
-        },
-    )
-    opts = pulumi.ResourceOptions(providers={"aws": provider})
     zones = aws.get_availability_zones(
-        state="available", opts=pulumi.InvokeOptions(provider=provider)
+        state="available", opts=pulumi.InvokeOptions(provider=opts.providers["aws"])
     )
     network = Network(
         name, NetworkArgs(config=cfg.network, availability_zones=zones.names), opts=opts
@@ -59,12 +47,27 @@ def aws_cluster(cfg: PlatformConfig) -> ClusterAccess:
 
 
 if config.target == "aws":
-    access = aws_cluster(config)
+    provider = aws.Provider(
+        "aws",
+        region=config.aws_region,
+        default_tags={
+            "tags": {
+                "platform:environment": config.environment,
+                "platform:stack": name,
+                "managed-by": "pulumi",
+            }
+        },
+    )
+    aws_opts = pulumi.ResourceOptions(providers={"aws": provider})
+    access = aws_cluster(config, aws_opts)
 else:
     assert config.local is not None
+    aws_opts = None
     access = ExistingCluster(name, ExistingClusterArgs(config=config.local)).access
 
-platform = Platform(name, access, PlatformArgs(config=config, gitops_token=gitops_token()))
+platform = Platform(
+    name, access, PlatformArgs(config=config, gitops_token=gitops_token()), opts=aws_opts
+)
 
 pulumi.export("kubeconfig", access.kubeconfig)
 pulumi.export("ingressIp", access.ingress_ip)

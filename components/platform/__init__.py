@@ -14,7 +14,7 @@ import pulumi
 from components.cluster_access import ClusterAccess
 from components.config import PlatformConfig
 from components.platform.argocd import ArgoCd, ArgoCdArgs
-from components.platform.cert_manager import CertManager, CertManagerArgs
+from components.platform.cert_manager import CertManager, CertManagerArgs, Route53Zone
 from components.platform.dns import DnsRecords, DnsRecordsArgs, apps_domain, hostnames
 from components.platform.external_secrets import ExternalSecrets, ExternalSecretsArgs
 from components.platform.rancher import Rancher, RancherArgs
@@ -72,6 +72,8 @@ class Platform(pulumi.ComponentResource):
                 lets_encrypt=cfg.tls.lets_encrypt,
                 acme_server=cfg.acme_server,
                 acme_email=cfg.tls.acme_email,
+                production=cfg.production,
+                zone=route53_zone(cfg, access),
             ),
             child,
         )
@@ -164,6 +166,13 @@ class Platform(pulumi.ComponentResource):
                 "vaultKeys": self.vault_keys,
             }
         )
+
+
+def route53_zone(cfg: PlatformConfig, access: ClusterAccess) -> Route53Zone | None:
+    """The stack's hosted zone for DNS-01, when it has one and runs on AWS."""
+    if not (cfg.dns.domain and cfg.dns.hosted_zone_id and access.aws):
+        return None
+    return Route53Zone(cfg.dns.domain, cfg.dns.hosted_zone_id, access.aws.region)
 
 
 def gitops_token() -> pulumi.Output[str] | None:

@@ -1,8 +1,12 @@
-"""cert-manager and the ClusterIssuer every platform hostname is signed by.
+"""cert-manager and the ClusterIssuers every platform hostname is signed by.
 
-Issuer per stack: Let's Encrypt (HTTP-01 through Traefik) when `platform:tls.letsEncrypt` is on,
-its staging directory outside production; otherwise a private CA (`platform-ca`) whose root is a
-self-signed certificate, for clusters Let's Encrypt cannot reach (the local stack).
+Issuers per stack: with `platform:tls.letsEncrypt`, `letsencrypt-staging` everywhere and
+`letsencrypt-production` on production stacks only (a test stack with a production issuer could
+burn the production rate limits, which the policy rule acme-server-per-stack forbids). They solve
+HTTP-01 through Traefik, and DNS-01 through Route53 for names in the stack's hosted zone (wildcard
+certificates), with the node role allowed to change TXT records in that zone only. Without Let's
+Encrypt, a private CA (`platform-ca`) with a self-signed root, for clusters Let's Encrypt cannot
+reach (the local stack).
 
 Ordering of the custom resources: the ClusterIssuer/Certificate CRDs come from the Release, so every
 custom resource here depends on it and `up` creates them only once the Release (which waits for the
@@ -16,10 +20,12 @@ unaffected because depends_on serialises the creation.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import pulumi
+import pulumi_aws as aws
 
 from components import versions
 from components.cluster_access import ClusterAccess
@@ -35,6 +41,17 @@ ACME_DIRECTORIES = {
 }
 INGRESS_CLASS = "traefik"
 """K3s's bundled ingress controller; HTTP-01 solver Ingresses must use it."""
+IGNORE_ANNOTATION = "policy.gitops-platform/ignore"
+CONTROL_PLANE = {"node-role.kubernetes.io/control-plane": "true"}
+
+
+@dataclass(frozen=True)
+class Route53Zone:
+    """The stack's hosted zone: DNS-01 challenges for names under `domain`."""
+
+    domain: str
+    hosted_zone_id: str
+    region: str
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,10 @@ class CertManagerArgs:
     """Let's Encrypt directory; `PlatformConfig.acme_server` picks staging outside production."""
     acme_email: str | None = None
     """ACME account contact; required with Let's Encrypt."""
+    production: bool = False
+    """Production stacks also get the production issuer."""
+    zone: Route53Zone | None = None
+    """Solve DNS-01 in this Route53 zone (AWS stacks with `platform:dns.hostedZoneId`)."""
 
     def __post_init__(self) -> None:
         if self.acme_server not in ACME_DIRECTORIES:
@@ -61,13 +82,30 @@ class CertManagerArgs:
         return PRODUCTION_ISSUER if self.acme_server == "production" else STAGING_ISSUER
 
 
-def release_values() -> dict[str, Any]:
+def release_values(args: CertManagerArgs) -> dict[str, Any]:
     # crds.keep: uninstalling the chart must not delete the CRDs and with them every Certificate.
-    return {"crds": {"enabled": True, "keep": True}}
+    values: dict[str, Any] = {"crds": {"enabled": True, "keep": True}}
+    if args.zone is not None:
+        # Route53 credentials come from the node role through IMDS; only the servers' role may
+        # change the zone, so the controller runs there.
+        values["nodeSelector"] = CONTROL_PLANE
+    return values
 
 
-def acme_cluster_issuer(name: str, directory: str, email: str) -> dict[str, Any]:
-    """A Let's Encrypt ClusterIssuer solving HTTP-01 through Traefik."""
+def acme_cluster_issuer(
+    name: str, directory: str, email: str, zone: Route53Zone | None = None
+) -> dict[str, Any]:
+    """A Let's Encrypt ClusterIssuer: DNS-01 for the zone's names (cert-manager picks the solver
+    whose selector matches most specifically), HTTP-01 through Traefik for everything else."""
+    solvers: list[dict[str, Any]] = []
+    if zone is not None:
+        solvers.append(
+            {
+                "selector": {"dnsZones": [zone.domain]},
+                "dns01": {"route53": {"region": zone.region, "hostedZoneID": zone.hosted_zone_id}},
+            }
+        )
+    solvers.append({"http01": {"ingress": {"ingressClassName": INGRESS_CLASS}}})
     return {
         "apiVersion": "cert-manager.io/v1",
         "kind": "ClusterIssuer",
@@ -77,10 +115,40 @@ def acme_cluster_issuer(name: str, directory: str, email: str) -> dict[str, Any]
                 "server": directory,
                 "email": email,
                 "privateKeySecretRef": {"name": f"{name}-account"},
-                "solvers": [{"http01": {"ingress": {"ingressClassName": INGRESS_CLASS}}}],
+                "solvers": solvers,
             }
         },
     }
+
+
+def route53_policy(hosted_zone_id: str) -> str:
+    """cert-manager's documented Route53 permissions, narrowed to the zone and TXT records."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Action": "route53:GetChange",
+                    "Resource": "arn:aws:route53:::change/*",
+                },
+                {
+                    "Effect": "Allow",
+                    "Action": [
+                        "route53:ChangeResourceRecordSets",
+                        "route53:ListResourceRecordSets",
+                    ],
+                    "Resource": f"arn:aws:route53:::hostedzone/{hosted_zone_id}",
+                    "Condition": {
+                        "ForAllValues:StringEquals": {
+                            "route53:ChangeResourceRecordSetsRecordTypes": ["TXT"]
+                        }
+                    },
+                },
+            ],
+        },
+        sort_keys=True,
+    )
 
 
 def private_ca(name: str, namespace: str, *, cluster_scoped: bool) -> list[dict[str, Any]]:
@@ -127,17 +195,23 @@ def private_ca(name: str, namespace: str, *, cluster_scoped: bool) -> list[dict[
 
 
 def issuer_manifests(args: CertManagerArgs) -> list[dict[str, Any]]:
-    """The cluster issuers of a stack, in creation order; the last one is `args.issuer_name`.
-
-    Only the directory the stack uses gets an issuer: a production issuer on a test stack would
-    let an app burn the production rate limits (policy acme-server-per-stack).
-    """
+    """The cluster issuers of a stack, in creation order; the last one is `args.issuer_name`."""
     if not args.lets_encrypt:
         return private_ca(LOCAL_CA_ISSUER, NAMESPACE, cluster_scoped=True)
     assert args.acme_email is not None
-    return [
-        acme_cluster_issuer(args.issuer_name, ACME_DIRECTORIES[args.acme_server], args.acme_email)
-    ]
+    staging = acme_cluster_issuer(
+        STAGING_ISSUER, ACME_DIRECTORIES["staging"], args.acme_email, args.zone
+    )
+    if args.issuer_name == STAGING_ISSUER:
+        return [staging]
+    if args.production:
+        # Kept on production stacks to try a new hostname without spending the weekly production
+        # certificate limit; the platform itself never references it.
+        staging["metadata"]["annotations"] = {IGNORE_ANNOTATION: "acme-server-per-stack"}
+    production = acme_cluster_issuer(
+        PRODUCTION_ISSUER, ACME_DIRECTORIES["production"], args.acme_email, args.zone
+    )
+    return [staging, production]
 
 
 class CertManager(pulumi.ComponentResource):
@@ -164,7 +238,16 @@ class CertManager(pulumi.ComponentResource):
             access,
             versions.CERT_MANAGER,
             namespace=NAMESPACE,
-            values=release_values(),
+            values=release_values(args),
         )
+        if args.zone is not None:
+            if access.aws is None:
+                raise ValueError("DNS-01 through Route53 needs an AWS cluster (platform:dns)")
+            aws.iam.RolePolicy(
+                f"{name}-route53",
+                role=access.aws.server_role_name,
+                policy=route53_policy(args.zone.hosted_zone_id),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
         self.issuers = create_chain(name, self, access, issuer_manifests(args), self.release)
         self.register_outputs({"issuerName": self.issuer_name})
