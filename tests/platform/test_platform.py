@@ -66,7 +66,9 @@ def test_issuer_per_stack(platforms):
     assert "acme-staging-v02" in issuers("dev")["letsencrypt-staging"]["acme"]["server"]
     solver = issuers("dev")["letsencrypt-staging"]["acme"]["solvers"][0]
     assert solver["http01"]["ingress"]["ingressClassName"] == "traefik"
-    assert list(issuers("prod")) == ["letsencrypt-production"]
+    assert list(issuers("prod")) == ["letsencrypt-staging", "letsencrypt-production"]
+    prod_annotation = values(platforms["prod"], "rancher")["ingress"]["extraAnnotations"]
+    assert prod_annotation == {"cert-manager.io/cluster-issuer": "letsencrypt-production"}
     assert issuers("local")["platform-ca"] == {"ca": {"secretName": "platform-ca"}}
     annotation = values(platforms["dev"], "rancher")["ingress"]["extraAnnotations"]
     assert annotation == {"cert-manager.io/cluster-issuer": "letsencrypt-staging"}
