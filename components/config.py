@@ -241,6 +241,18 @@ class GitOpsConfig(Section):
     repo_url: str
     revision: str = "main"
     path: str = "argocd-apps"
+    extras: list[str] = []
+    """Folders of `<path>/extras/` this environment runs (e.g. nodelocaldns); none by default."""
+
+    @field_validator("extras")
+    @classmethod
+    def _check_extras(cls, v: list[str]) -> list[str]:
+        bad = [e for e in v if not K8S_NAME_RE.match(e)]
+        if bad:
+            raise ValueError(f"{bad} are not folder names under extras/ (a-z, 0-9 and '-')")
+        if len(set(v)) != len(v):
+            raise ValueError(f"{v} lists an extra twice")
+        return v
 
     @field_validator("repo_url")
     @classmethod

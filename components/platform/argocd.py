@@ -44,7 +44,6 @@ class ArgoCdArgs:
     vault_addr: str
     gitops_token: pulumi.Input[str] | None = None
     """HTTPS token for a private repository (a Pulumi secret); None for a public one."""
-    extras: Sequence[str] = field(default_factory=tuple)
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     """The issuer objects (Ingress annotation) and the ClusterSecretStore the apps use."""
 
@@ -64,7 +63,7 @@ class ArgoCdArgs:
             cluster_issuer=self.cluster_issuer,
             secret_store=self.secret_store,
             vault_addr=self.vault_addr,
-            extras=self.extras,
+            extras=self.config.gitops.extras,
         )
 
 
