@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 
 const PACKAGES = {
   "argoproj.io": "@kubernetes-models/argo-cd",
+  "cert-manager.io": "@kubernetes-models/cert-manager",
   "external-secrets.io": "@kubernetes-models/external-secrets",
 };
 
