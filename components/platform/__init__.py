@@ -104,9 +104,13 @@ class Platform(pulumi.ComponentResource):
                 production=cfg.production,
                 app_namespaces=tuple(services.app_namespaces),
                 depends_on=[certs.release],
+                hostname=hosts["vault"],
+                cluster_issuer=certs.issuer_name,
             ),
             child,
         )
+        if vault.url is not None:
+            self.urls["vault"] = vault.url
         if access.aws is not None:
             VaultSnapshots(
                 f"{name}-vault-snapshots",

@@ -18,8 +18,8 @@ import pulumi_kubernetes as k8s
 
 from components import versions
 from components.cluster_access import AwsFacts, ClusterAccess
-from components.platform.base import chart_release, create_chain, k8s_opts
-from components.platform.cert_manager import private_ca
+from components.platform.base import chart_release, create_chain, custom_resource, k8s_opts
+from components.platform.cert_manager import INGRESS_CLASS, private_ca
 from components.vault.bootstrap import platform_spec
 from components.vault.provider import VaultBootstrap
 
@@ -60,8 +60,14 @@ class VaultArgs:
     """Namespaces that get their own policy and role (`apps-<ns>`) besides External Secrets'."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     """cert-manager's Release: the TLS chain is made of its custom resources."""
+    hostname: pulumi.Input[str] | None = None
+    """Public name of the UI and API (an Ingress through Traefik); None: in-cluster only."""
+    cluster_issuer: str | None = None
+    """ClusterIssuer of the public name's certificate."""
 
     def __post_init__(self) -> None:
+        if (self.hostname is None) != (self.cluster_issuer is None):
+            raise ValueError("hostname and cluster_issuer go together (the Ingress needs both)")
         if self.flavor not in FLAVORS:
             raise ValueError(f"flavor {self.flavor!r} must be one of {sorted(FLAVORS)}")
 
@@ -108,8 +114,45 @@ def server_config(flavor: Flavor, replicas: int, seal: tuple[str, str] | None) -
     return hcl
 
 
-def release_values(args: VaultArgs, seal: tuple[str, str] | None) -> dict[str, Any]:
-    """Chart values; `seal` is (region, KMS key id) on AWS, None for the Shamir seal."""
+def ingress_values(flavor: Flavor, namespace: str, hostname: str, issuer: str) -> dict[str, Any]:
+    """The public Ingress to the active node, and how Traefik reaches Vault's TLS listener."""
+    transport = f"{namespace}-{flavor.name}@kubernetescrd"
+    backend = {
+        # Traefik speaks HTTPS to the listener and verifies it with the private CA.
+        "traefik.ingress.kubernetes.io/service.serversscheme": "https",
+        "traefik.ingress.kubernetes.io/service.serverstransport": transport,
+    }
+    return {
+        "ingress": {
+            "enabled": True,
+            "activeService": True,
+            "ingressClassName": INGRESS_CLASS,
+            "annotations": {"cert-manager.io/cluster-issuer": issuer},
+            "hosts": [{"host": hostname, "paths": []}],
+            "tls": [{"secretName": f"{flavor.name}-ingress-tls", "hosts": [hostname]}],
+        },
+        "service": {"annotations": backend, "active": {"annotations": backend}},
+    }
+
+
+def servers_transport(flavor: Flavor, namespace: str) -> dict[str, Any]:
+    """Traefik's view of the listener: its name in the certificate and the CA that signed it."""
+    return {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "ServersTransport",
+        "metadata": {"name": flavor.name, "namespace": namespace},
+        "spec": {
+            "serverName": f"{flavor.name}-active.{namespace}.svc",
+            "rootCAs": [{"secret": TLS_SECRET}],
+        },
+    }
+
+
+def release_values(
+    args: VaultArgs, seal: tuple[str, str] | None, hostname: str | None = None
+) -> dict[str, Any]:
+    """Chart values; `seal` is (region, KMS key id) on AWS, None for the Shamir seal; with a
+    `hostname`, the public Ingress."""
     flavor = FLAVORS[args.flavor]
     tls = tls_paths(flavor)
     server: dict[str, Any] = {
@@ -148,6 +191,9 @@ def release_values(args: VaultArgs, seal: tuple[str, str] | None) -> dict[str, A
         }
     if seal:
         server["nodeSelector"] = CONTROL_PLANE_SELECTOR
+    if hostname is not None:
+        assert args.cluster_issuer is not None
+        server |= ingress_values(flavor, flavor.name, hostname, args.cluster_issuer)
     return {
         "global": {"enabled": True, "tlsDisable": False},
         # Apps get secrets through External Secrets, not the sidecar injector.
@@ -200,6 +246,8 @@ class Vault(pulumi.ComponentResource):
     """In-cluster URL (`https://vault.vault.svc:8200`)."""
     ca_secret: str
     """Secret in `namespace` whose `ca.crt` verifies `address`."""
+    url: pulumi.Output[str] | None
+    """Public https URL of the UI and API; None without a hostname."""
     release: pulumi.Resource
     bootstrap: pulumi.Resource
     root_token: pulumi.Output[str]
@@ -226,6 +274,18 @@ class Vault(pulumi.ComponentResource):
         chain = private_ca(CA_NAME, self.namespace, cluster_scoped=False)
         chain.append(tls_certificate(flavor, self.namespace))
         certificates = create_chain(name, self, access, chain, namespace)
+        self.url = None
+        if args.hostname is not None:
+            # Traefik's CRDs come with K3s (and k3d); the transport must exist before the Ingress
+            # routes to the listener, and it reads the CA from the TLS Secret.
+            custom_resource(
+                f"{name}-servers-transport",
+                self,
+                access,
+                servers_transport(flavor, self.namespace),
+                certificates[-1],
+            )
+            self.url = pulumi.Output.concat("https://", args.hostname)
         self.release = chart_release(
             f"{name}-release",
             self,
@@ -233,7 +293,9 @@ class Vault(pulumi.ComponentResource):
             flavor.chart,
             namespace=self.namespace,
             release_name=flavor.name,
-            values=seal_of(access.aws).apply(lambda seal: release_values(args, seal)),
+            values=pulumi.Output.all(seal_of(access.aws), args.hostname).apply(
+                lambda a: release_values(args, a[0], a[1])
+            ),
             # Pods stay unready until initialised and unsealed, which the bootstrap does; waiting
             # here would time out. The bootstrap reaches the unready pod through the pod proxy.
             skip_await=True,
@@ -262,5 +324,10 @@ class Vault(pulumi.ComponentResource):
         self.root_token = pulumi.Output.secret(bootstrap.root_token)
         self.keys = pulumi.Output.secret(bootstrap.keys)
         self.register_outputs(
-            {"address": self.address, "rootToken": self.root_token, "keys": self.keys}
+            {
+                "address": self.address,
+                "url": self.url,
+                "rootToken": self.root_token,
+                "keys": self.keys,
+            }
         )

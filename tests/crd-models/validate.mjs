@@ -8,6 +8,7 @@ const PACKAGES = {
   "argoproj.io": "@kubernetes-models/argo-cd",
   "cert-manager.io": "@kubernetes-models/cert-manager",
   "external-secrets.io": "@kubernetes-models/external-secrets",
+  "traefik.io": "@kubernetes-models/traefik",
 };
 
 const results = [];

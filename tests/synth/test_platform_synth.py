@@ -39,8 +39,7 @@ def test_platform_urls_use_sslip_without_a_domain(synth_results):
     outputs = synth_results["dev"].outputs
     ip = outputs["ingressIp"]
     assert outputs["urls"] == {
-        "argocd": f"https://argocd.{ip}.sslip.io",
-        "rancher": f"https://rancher.{ip}.sslip.io",
+        service: f"https://{service}.{ip}.sslip.io" for service in ("argocd", "rancher", "vault")
     }
     assert "rancher" not in synth_results["local"].outputs["urls"]
 
