@@ -6,6 +6,7 @@ import base64
 import json
 
 import pytest
+import yaml
 
 INSTANCE = "aws:ec2/instance:Instance"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
@@ -230,3 +231,21 @@ def test_local_stack_creates_no_aws_resources(synth_results):
     ready = local.by_name("gitops-platform-local-ready")
     assert ready.urn in provider.depends_on
     assert ready.inputs["kubeconfig_path"] == "~/.kube/config"
+
+
+def test_an_existing_vpc_is_used_as_is(tmp_path):
+    from synth.core import synthesize
+    from tests.conftest import REPO
+
+    values = yaml.safe_load((REPO / "tests/fixtures/config/valid/existing-vpc.yaml").read_text())
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    stack_file.write_text(yaml.safe_dump(values))
+    result = synthesize("dev", stack_file)
+    created = {r.type for r in result.registrations}
+    assert not created & {"aws:ec2/vpc:Vpc", SUBNET, "aws:ec2/natGateway:NatGateway"}
+    (server,) = result.of_type(INSTANCE)
+    assert server.inputs["subnetId"] == "subnet-0123456789abcdef0"
+    (sg,) = [r for r in result.of_type("aws:ec2/securityGroup:SecurityGroup")]
+    assert sg.inputs["vpcId"] == "vpc-0123456789abcdef0"
+    # The fixed server address comes from the subnet's CIDR, which the program looks up.
+    assert server.inputs["privateIp"].endswith(".10")
