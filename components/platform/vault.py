@@ -38,6 +38,8 @@ class Flavor:
     chart: versions.ChartPin
     env_prefix: str
     """Prefix of the server's environment variables (VAULT_CACERT / BAO_CACERT)."""
+    binary: str
+    """The server process's name (what the TLS reloader signals)."""
 
     @property
     def root(self) -> str:
@@ -45,8 +47,8 @@ class Flavor:
 
 
 FLAVORS = {
-    "vault": Flavor("vault", versions.VAULT, "VAULT"),
-    "openbao": Flavor("openbao", versions.OPENBAO, "BAO"),
+    "vault": Flavor("vault", versions.VAULT, "VAULT", "vault"),
+    "openbao": Flavor("openbao", versions.OPENBAO, "BAO", "bao"),
 }
 
 
@@ -114,6 +116,44 @@ def server_config(flavor: Flavor, replicas: int, seal: tuple[str, str] | None) -
     return hcl
 
 
+RELOADER_IMAGE = "busybox:1.37.0"
+SERVER_UID = 100
+"""The user both images run the server as; only that user (or root) may signal it."""
+
+
+def tls_reloader(flavor: Flavor, cert: str | None = None, interval: float = 60) -> dict[str, Any]:
+    """A sidecar that sends SIGHUP when cert-manager renews the listener's certificate: the server
+    reads its certificate only at start and on SIGHUP, and the chart's OnDelete update strategy
+    never restarts the pods, so without it the listener would expire."""
+    cert = cert or f"{tls_paths(flavor)['folder']}/tls.crt"
+    script = (
+        f'last=$(md5sum "{cert}")\n'
+        f"while sleep {interval:g}; do\n"
+        f'  now=$(md5sum "{cert}")\n'
+        f'  if [ "$now" != "$last" ] && pkill -HUP -x {flavor.binary}; then last=$now; fi\n'
+        "done\n"
+    )
+    return {
+        "name": "tls-reloader",
+        "image": RELOADER_IMAGE,
+        "command": ["sh", "-c", script],
+        "securityContext": {
+            "runAsUser": SERVER_UID,
+            "runAsNonRoot": True,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "resources": {
+            "requests": {"cpu": "5m", "memory": "8Mi"},
+            "limits": {"cpu": "10m", "memory": "16Mi"},
+        },
+        "volumeMounts": [
+            {"name": "tls", "mountPath": tls_paths(flavor)["folder"], "readOnly": True}
+        ],
+    }
+
+
 def ingress_values(flavor: Flavor, namespace: str, hostname: str, issuer: str) -> dict[str, Any]:
     """The public Ingress to the active node, and how Traefik reaches Vault's TLS listener."""
     transport = f"{namespace}-{flavor.name}@kubernetescrd"
@@ -172,6 +212,9 @@ def release_values(
         "volumeMounts": [{"name": "tls", "mountPath": tls["folder"], "readOnly": True}],
         # Kubernetes auth reviews service account tokens with Vault's own account.
         "authDelegator": {"enabled": True},
+        # The reloader must see the server's process to signal it.
+        "shareProcessNamespace": True,
+        "extraContainers": [tls_reloader(flavor)],
     }
     if args.production:
         server["affinity"] = {

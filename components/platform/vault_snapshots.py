@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster_access import ClusterAccess
 from components.platform.base import k8s_opts
-from components.vault.bootstrap import SNAPSHOT_ROLE, SNAPSHOT_SERVICE_ACCOUNT
+from components.vault.bootstrap import AUDIENCE, SNAPSHOT_ROLE, SNAPSHOT_SERVICE_ACCOUNT
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = (
@@ -50,6 +50,7 @@ PREFIX = "vault"
 CODE_DIR = "/app"
 DEPS_DIR = "/deps"
 CA_DIR = "/vault-tls"
+TOKEN_DIR = "/var/run/secrets/vault"
 
 
 def config_map_key(path: str) -> str:
@@ -94,6 +95,8 @@ def cron_job(args: VaultSnapshotsArgs, bucket: str, config_map: str) -> dict[str
         "VAULT_ADDR": args.vault_address,
         "VAULT_CACERT": f"{CA_DIR}/ca.crt",
         "VAULT_K8S_ROLE": SNAPSHOT_ROLE,
+        # The role accepts tokens for Vault's audience only, not the default API-server token.
+        "VAULT_K8S_JWT_FILE": f"{TOKEN_DIR}/token",
         "SNAPSHOT_BUCKET": bucket,
         "SNAPSHOT_PREFIX": PREFIX,
         "SNAPSHOT_KEEP": str(args.keep),
@@ -101,6 +104,7 @@ def cron_job(args: VaultSnapshotsArgs, bucket: str, config_map: str) -> dict[str
     }
     pod = {
         "serviceAccountName": SNAPSHOT_SERVICE_ACCOUNT,
+        "automountServiceAccountToken": False,
         "restartPolicy": "Never",
         # Only the servers' instance role may write the bucket's vault/ prefix.
         "nodeSelector": {"node-role.kubernetes.io/control-plane": "true"},
@@ -131,6 +135,7 @@ def cron_job(args: VaultSnapshotsArgs, bucket: str, config_map: str) -> dict[str
                     *scratch,
                     {"name": "code", "mountPath": CODE_DIR, "readOnly": True},
                     {"name": "vault-tls", "mountPath": CA_DIR, "readOnly": True},
+                    {"name": "vault-token", "mountPath": TOKEN_DIR, "readOnly": True},
                 ],
             }
         ],
@@ -142,6 +147,20 @@ def cron_job(args: VaultSnapshotsArgs, bucket: str, config_map: str) -> dict[str
                 "configMap": {
                     "name": config_map,
                     "items": [{"key": config_map_key(p), "path": p} for p in MODULES],
+                },
+            },
+            {
+                "name": "vault-token",
+                "projected": {
+                    "sources": [
+                        {
+                            "serviceAccountToken": {
+                                "audience": AUDIENCE,
+                                "expirationSeconds": 600,
+                                "path": "token",
+                            }
+                        }
+                    ]
                 },
             },
             {

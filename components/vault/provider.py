@@ -153,11 +153,14 @@ class VaultBootstrapProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # Connection inputs (a re-minted client certificate, a new endpoint) change nothing in
-        # Vault; a run that stopped early is finished by an update.
+        # Vault; a run that stopped early is finished by an update. A Shamir-sealed server seals
+        # itself on every restart and only an update unseals it, so those are always updated
+        # (an update that finds nothing to do changes nothing).
         changed = _comparable_spec(news.get("spec") or {}) != olds.get("spec")
         unfinished = olds.get("converged") is False
+        shamir = (news.get("spec") or {}).get("seal") == "shamir"
         return DiffResult(
-            changes=changed or unfinished,
+            changes=changed or unfinished or shamir,
             replaces=[],
             delete_before_replace=False,
         )

@@ -15,7 +15,12 @@ import pytest
 
 from components import versions
 from components.platform.vault_snapshots import MODULES, REQUIREMENTS
-from components.vault.bootstrap import SNAPSHOT_SERVICE_ACCOUNT, bootstrap, platform_spec
+from components.vault.bootstrap import (
+    AUDIENCE,
+    SNAPSHOT_SERVICE_ACCOUNT,
+    bootstrap,
+    platform_spec,
+)
 from components.vault.snapshot import list_snapshots
 
 
@@ -51,6 +56,14 @@ def test_the_job_runs_the_committed_code_with_its_role(prod_objects, synth_resul
     bucket = synth_results["prod"].of_type("aws:s3/bucket:Bucket")[0].id
     assert (env["SNAPSHOT_BUCKET"], env["SNAPSHOT_PREFIX"]) == (bucket, "vault")
     assert pod["nodeSelector"] == {"node-role.kubernetes.io/control-plane": "true"}
+    # Vault's role only accepts tokens for its audience: the job must mount one.
+    token = next(v for v in pod["volumes"] if v["name"] == "vault-token")
+    (source,) = token["projected"]["sources"]
+    assert source["serviceAccountToken"]["audience"] == AUDIENCE
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "vault-token")
+    assert (
+        env["VAULT_K8S_JWT_FILE"] == f"{mount['mountPath']}/{source['serviceAccountToken']['path']}"
+    )
 
 
 def test_pinned_dependencies_are_the_tested_ones():

@@ -193,3 +193,13 @@ def test_root_token_and_keys_are_secret_outputs():
     opts = secret_output_options(pulumi.ResourceOptions(protect=True))
     assert opts.additional_secret_outputs == ["root_token", "keys"]
     assert opts.protect
+
+
+def test_a_shamir_vault_is_checked_on_every_up():
+    """A Shamir server seals itself when it restarts; only an update unseals it again."""
+    provider = VaultBootstrapProvider()
+    spec = platform_spec(seal="shamir", kubernetes_host="https://kubernetes.default.svc").to_dict()
+    olds = {"spec": spec, "converged": True}
+    assert provider.diff("id", olds, {"spec": spec}).changes
+    auto = platform_spec(seal="auto", kubernetes_host="https://kubernetes.default.svc").to_dict()
+    assert not provider.diff("id", {"spec": auto, "converged": True}, {"spec": auto}).changes
