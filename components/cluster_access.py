@@ -11,6 +11,13 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+CONTROL_PLANE_SELECTOR = {"node-role.kubernetes.io/control-plane": "true"}
+"""Pods that use the server role through IMDS (Vault's seal, Route53, snapshots) run there."""
+SERVER_TAINT = "CriticalAddonsOnly=true:NoExecute"
+"""On clusters with agents, servers take only what tolerates this: app pods never share a node
+with the server role's credentials (the CA keys in the bootstrap secret, the unseal key)."""
+SERVER_TOLERATIONS = [{"key": "CriticalAddonsOnly", "operator": "Exists"}]
+
 
 @dataclass(frozen=True)
 class AwsFacts:

@@ -425,6 +425,11 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
 
     if cl.endpoint == "eip" and cl.servers > 1:
         add("cluster.endpoint", "eip serves one server; HA servers need nlb")
+    elif cl.endpoint_kind == "eip" and net.node_subnets == "private":
+        add(
+            "cluster.endpoint",
+            "an Elastic IP reaches a server in a public subnet only; private nodes need nlb",
+        )
     if cfg.production:
         world = [c for c in cl.api_allowed_cidrs if ipaddress.ip_network(c).prefixlen == 0]
         if world:

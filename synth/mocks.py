@@ -97,6 +97,7 @@ class SynthMocks(pulumi.runtime.Mocks):
     # -- resources ------------------------------------------------------------------------------
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        check_name_limits(args.typ, args.name, args.inputs)
         outputs = dict(args.inputs)
         resource_id = f"{args.name}-{_digest(args.typ, args.name, length=8)}"
         maker = _OUTPUTS.get(args.typ)
@@ -119,6 +120,32 @@ class SynthMocks(pulumi.runtime.Mocks):
         if handler is None:
             raise NotImplementedError(f"the synth mocks do not answer invoke {args.token}")
         return handler(self, args.args)
+
+
+# The AWS provider auto-names these from the logical name plus a dash and 7 random characters, or
+# takes `name`; AWS refuses longer names, so the synth must too (pulumi-aws tfbridge.AutoName).
+NAME_LIMITS = {
+    "aws:lb/loadBalancer:LoadBalancer": 32,
+    "aws:lb/targetGroup:TargetGroup": 32,
+    "aws:iam/role:Role": 64,
+    "aws:iam/policy:Policy": 128,
+    "aws:iam/instanceProfile:InstanceProfile": 128,
+    "aws:ec2/securityGroup:SecurityGroup": 255,
+}
+BUCKET_PREFIX_LIMIT = 37
+
+
+def check_name_limits(typ: str, logical: str, inputs: dict) -> None:
+    limit = NAME_LIMITS.get(typ)
+    if limit is not None:
+        name = inputs.get("name") or f"{logical}-xxxxxxx"
+        if len(name) > limit:
+            raise ValueError(f"{typ} {logical}: name {name!r} is longer than AWS allows ({limit})")
+    prefix = inputs.get("bucketPrefix")
+    if typ == "aws:s3/bucket:Bucket" and prefix and len(prefix) > BUCKET_PREFIX_LIMIT:
+        raise ValueError(
+            f"{logical}: bucket_prefix {prefix!r} is over {BUCKET_PREFIX_LIMIT} characters"
+        )
 
 
 def _public_ip(name: str) -> str:

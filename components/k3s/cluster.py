@@ -4,6 +4,7 @@ API endpoint, the snapshot bucket, the KMS key, and the kubernetes Provider the 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass, field
 
@@ -15,7 +16,7 @@ import pulumi_random as random
 from components.cluster_access import AwsFacts, ClusterAccess
 from components.config import ClusterConfig
 from components.k3s.pki import ClusterPki, ClusterPkiArgs, secure_token
-from components.k3s.readiness import ApiReadiness
+from components.k3s.readiness import ApiCredentials, ApiReadiness, build_kubeconfig
 from components.k3s.userdata import (
     EtcdSnapshots,
     NodeBoot,
@@ -28,6 +29,8 @@ from components.k3s.userdata import (
 from components.network import Network, fixed_address
 
 API_PORT = 6443
+BUCKET_PREFIX_MAX = 36
+"""S3 allows 37 characters of bucket_prefix, the trailing `-` included."""
 INGRESS_PORTS = (80, 443)
 AMI_NAME = {
     "x86_64": "al2023-ami-2023.*-kernel-6.12-x86_64",
@@ -72,6 +75,19 @@ class K3sClusterArgs:
     """Install the kubelet's ECR credential provider so nodes can pull from the app registry."""
 
 
+def bounded(text: str, limit: int) -> str:
+    """`text`, or its head plus a short hash when it is longer than `limit` (still unique)."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{text[: limit - 9]}-{digest}"
+
+
+def short_name(name: str) -> str:
+    """A 12-character name for AWS resources with short name limits (load balancers)."""
+    return f"k3s-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
 def _policy(statements: list[dict]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
 
@@ -100,6 +116,10 @@ class K3sCluster(pulumi.ComponentResource):
             )
         child = pulumi.ResourceOptions(parent=self)
         stateful = pulumi.ResourceOptions(parent=self, protect=True)
+        self._secret_versions: dict[str, pulumi.Resource] = {}
+        self._role_policies: dict[str, pulumi.Resource] = {}
+        self._front_door: list[pulumi.Resource] = []
+        """What must exist before the API answers through the endpoint (the gate waits for it)."""
 
         self.pki = ClusterPki(f"{name}-pki", ClusterPkiArgs(cluster_name=name), opts=child)
         server_password = random.RandomPassword(
@@ -204,7 +224,11 @@ class K3sCluster(pulumi.ComponentResource):
             )
         )
         server_config = pulumi.Output.all(tls_sans, self.server_ips, snapshots).apply(
-            lambda a: self._node_config(server_k3s_config(sorted(set(a[0]) | set(a[1])), a[2]))
+            lambda a: self._node_config(
+                server_k3s_config(
+                    sorted(set(a[0]) | set(a[1])), a[2], dedicated=cfg.agents.min >= 1
+                )
+            )
         )
         servers = []
         for i in range(cfg.servers):
@@ -224,29 +248,41 @@ class K3sCluster(pulumi.ComponentResource):
                 metadata_options=METADATA_OPTIONS,
                 root_block_device=self._root_volume(),
                 tags={"Name": f"{name}-server-{i}", "platform:node-kind": kind},
-                # A newer AMI must not silently replace an etcd member; rotate servers on purpose.
                 opts=pulumi.ResourceOptions(
-                    parent=self, ignore_changes=["ami"], depends_on=[server_secret]
+                    parent=self,
+                    # A new AMI or user data would stop (or replace) every etcd member at once,
+                    # and cloud-init never re-runs anyway: servers are rotated one at a time on
+                    # purpose (docs/operations.md).
+                    ignore_changes=["ami", "userData"],
+                    # The fixed private address is free only once the old instance is gone.
+                    delete_before_replace=True,
+                    depends_on=[
+                        server_secret,
+                        self._secret_versions["server"],
+                        self._role_policies["server"],
+                    ],
                 ),
             )
             servers.append(server)
         self.servers = servers
         for port, target_group in target_groups.items():
             for i, server in enumerate(servers):
-                aws.lb.TargetGroupAttachment(
+                attachment = aws.lb.TargetGroupAttachment(
                     f"{name}-tg-{port}-server-{i}",
                     target_group_arn=target_group.arn,
                     target_id=server.id,
                     port=port,
                     opts=child,
                 )
+                self._front_door.append(attachment)
         if self._api_eip is not None:
-            aws.ec2.EipAssociation(
+            association = aws.ec2.EipAssociation(
                 f"{name}-api-eip-assoc",
                 allocation_id=self._api_eip.id,
                 instance_id=servers[0].id,
                 opts=child,
             )
+            self._front_door.append(association)
         self._agents(ami, agent_profile, agent_secret, servers, target_groups)
 
         self.api_url = pulumi.Output.concat("https://", api_host, f":{API_PORT}")
@@ -256,7 +292,7 @@ class K3sCluster(pulumi.ComponentResource):
             ca_pem=self.pki.server_ca_bundle,
             client_cert_pem=self.pki.admin_cert_pem,
             client_key_pem=self.pki.admin_key_pem,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=servers),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*servers, *self._front_door]),
         )
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(
@@ -264,7 +300,7 @@ class K3sCluster(pulumi.ComponentResource):
                 self.pki.server_ca_bundle,
                 self.pki.admin_cert_pem,
                 self.pki.admin_key_pem,
-            ).apply(lambda a: build_kubeconfig(name, *a))
+            ).apply(lambda a: build_kubeconfig(name, ApiCredentials(*a)))
         )
         self.provider = k8s.Provider(
             f"{name}-k8s",
@@ -272,7 +308,6 @@ class K3sCluster(pulumi.ComponentResource):
             # A stable identifier keeps a CA or certificate rotation from replacing every object.
             cluster_identifier=name,
             enable_server_side_apply=True,
-            delete_unreachable=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ready]),
         )
         self.access = ClusterAccess(
@@ -312,7 +347,7 @@ class K3sCluster(pulumi.ComponentResource):
         name, snap = self._name, self._cfg.etcd_snapshots
         bucket = aws.s3.Bucket(
             f"{name}-snapshots",
-            bucket_prefix=f"{name}-snapshots-",
+            bucket_prefix=bounded(f"{name}-snapshots", BUCKET_PREFIX_MAX) + "-",
             force_destroy=False,
             opts=stateful,
         )
@@ -394,7 +429,7 @@ class K3sCluster(pulumi.ComponentResource):
             recovery_window_in_days=30,
             opts=stateful,
         )
-        aws.secretsmanager.SecretVersion(
+        self._secret_versions[kind] = aws.secretsmanager.SecretVersion(
             f"{self._name}-{kind}-bootstrap-value",
             secret_id=secret.id,
             secret_string=value,
@@ -408,16 +443,11 @@ class K3sCluster(pulumi.ComponentResource):
         return pulumi.Output.all(secret_arn, self.bucket.arn, self.kms_key.arn).apply(
             lambda a: [
                 {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": a[0]},
+                # Unconditioned: K3s checks the bucket with HeadBucket, which sends no s3:prefix.
                 {
                     "Effect": "Allow",
                     "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
                     "Resource": a[1],
-                    "Condition": {
-                        "StringLike": {
-                            "s3:prefix": [f"{p}/*" for p in SNAPSHOT_PREFIXES]
-                            + [f"{p}/" for p in SNAPSHOT_PREFIXES]
-                        }
-                    },
                 },
                 {
                     "Effect": "Allow",
@@ -452,7 +482,7 @@ class K3sCluster(pulumi.ComponentResource):
             aws.iam.RolePolicyAttachment(
                 f"{name}-policy-{i}", role=role.name, policy_arn=arn, opts=child
             )
-        aws.iam.RolePolicy(
+        self._role_policies[kind] = aws.iam.RolePolicy(
             f"{name}-inline", role=role.id, policy=statements.apply(_policy), opts=child
         )
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
@@ -579,8 +609,11 @@ class K3sCluster(pulumi.ComponentResource):
             )
             for i in range(len(net.public_subnet_ids))
         ]
+        short = short_name(name)
         lb = aws.lb.LoadBalancer(
             f"{name}-nlb",
+            # Load balancer and target group names hold 32 characters; the auto-name would not fit.
+            name=short,
             load_balancer_type="network",
             internal=False,
             subnet_mappings=[
@@ -595,6 +628,7 @@ class K3sCluster(pulumi.ComponentResource):
         for port in (API_PORT, *INGRESS_PORTS):
             groups[port] = aws.lb.TargetGroup(
                 f"{name}-tg-{port}",
+                name=f"{short}-{port}",
                 port=port,
                 protocol="TCP",
                 vpc_id=net.vpc_id,
@@ -602,7 +636,8 @@ class K3sCluster(pulumi.ComponentResource):
                 # Off on 6443: with it on, a server that reaches the API through the NLB and is
                 # routed to itself sees its own address as the source and the connection hangs.
                 preserve_client_ip="false" if port == API_PORT else "true",
-                deregistration_delay="30",
+                deregistration_delay=30,
+                tags={"Name": f"{name}-{port}"},
                 health_check={
                     "protocol": "TCP",
                     "port": "traffic-port",
@@ -612,7 +647,7 @@ class K3sCluster(pulumi.ComponentResource):
                 },
                 opts=child,
             )
-            aws.lb.Listener(
+            listener = aws.lb.Listener(
                 f"{name}-listener-{port}",
                 load_balancer_arn=lb.arn,
                 port=port,
@@ -620,6 +655,7 @@ class K3sCluster(pulumi.ComponentResource):
                 default_actions=[{"type": "forward", "target_group_arn": groups[port].arn}],
                 opts=child,
             )
+            self._front_door.append(listener)
         sans = pulumi.Output.all(lb.dns_name, *[e.public_ip for e in eips]).apply(list)
         return lb.dns_name, sans, eips[0].public_ip, groups
 
@@ -738,36 +774,3 @@ class K3sCluster(pulumi.ComponentResource):
             tags=[{"key": "Name", "value": f"{name}-agent", "propagate_at_launch": True}],
             opts=pulumi.ResourceOptions(parent=self, depends_on=servers),
         )
-
-
-def build_kubeconfig(name: str, api_url: str, ca_pem: str, cert_pem: str, key_pem: str) -> str:
-    """An admin kubeconfig with the credentials embedded."""
-    import yaml
-
-    def b64(text: str) -> str:
-        return base64.b64encode(text.encode()).decode()
-
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": name,
-                    "cluster": {"server": api_url, "certificate-authority-data": b64(ca_pem)},
-                }
-            ],
-            "users": [
-                {
-                    "name": f"{name}-admin",
-                    "user": {
-                        "client-certificate-data": b64(cert_pem),
-                        "client-key-data": b64(key_pem),
-                    },
-                }
-            ],
-            "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}],
-            "current-context": name,
-        },
-        sort_keys=False,
-    )

@@ -123,6 +123,42 @@ def wait_until_ready(
             time.sleep(interval)
 
 
+def build_kubeconfig(name: str, creds: ApiCredentials) -> str:
+    """A kubeconfig with one context and the credentials embedded."""
+    import yaml
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    user = (
+        {"token": creds.token}
+        if creds.token
+        else {
+            "client-certificate-data": b64(creds.client_cert_pem),
+            "client-key-data": b64(creds.client_key_pem),
+        }
+    )
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": name,
+                    "cluster": {
+                        "server": creds.api_url,
+                        "certificate-authority-data": b64(creds.ca_pem),
+                    },
+                }
+            ],
+            "users": [{"name": f"{name}-admin", "user": user}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": f"{name}-admin"}}],
+            "current-context": name,
+        },
+        sort_keys=False,
+    )
+
+
 def _read_ref(entry: dict, data_key: str, file_key: str) -> str:
     if entry.get(data_key):
         return base64.b64decode(entry[data_key]).decode()
@@ -167,7 +203,8 @@ class _ApiReadinessProvider(dyn.ResourceProvider):
         if props.get("kubeconfig_path"):
             text = Path(props["kubeconfig_path"]).expanduser().read_text()
             creds = credentials_from_kubeconfig(text, props.get("context"))
-            outs = {"kubeconfig": text}
+            # Only the selected context goes to state, not every cluster the file knows.
+            outs = {"kubeconfig": build_kubeconfig(props.get("context") or "local", creds)}
         else:
             creds = ApiCredentials(
                 props["api_url"], props["ca_pem"], props["client_cert_pem"], props["client_key_pem"]
@@ -188,7 +225,11 @@ class _ApiReadinessProvider(dyn.ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
         changed = [k for k in news if olds.get(k) != news[k]]
-        return dyn.DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+        # A kubeconfig file can change under the same path (a recreated k3d cluster): re-read it.
+        reread = bool(news.get("kubeconfig_path"))
+        return dyn.DiffResult(
+            changes=bool(changed) or reread, replaces=[], delete_before_replace=False
+        )
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dyn.UpdateResult:
         return dyn.UpdateResult(outs=self._wait(news))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import yaml
 
+from components.cluster_access import SERVER_TAINT
+
 BOOT_SCRIPT = Path(__file__).with_name("boot.sh").read_text()
 USER_DATA_LIMIT = 16 * 1024
 """EC2 rejects user data above 16 KB."""
@@ -123,9 +125,15 @@ class EtcdSnapshots:
     folder: str = "etcd"
 
 
-def server_k3s_config(tls_sans: list[str], snapshots: EtcdSnapshots) -> dict:
-    """K3s server settings shared by every server (they must match across servers)."""
-    return {
+def server_k3s_config(tls_sans: list[str], snapshots: EtcdSnapshots, dedicated: bool) -> dict:
+    """K3s server settings shared by every server (they must match across servers).
+
+    `dedicated`: taint the servers so only platform pods that tolerate it run there."""
+    taint = {"node-taint": [SERVER_TAINT]} if dedicated else {}
+    return taint | {
+        # Node names carry a random suffix: a replacement instance that reuses a private
+        # address (and so the ip-... hostname) is a new node, not an impostor of the old one.
+        "with-node-id": True,
         "write-kubeconfig-mode": "0600",
         "tls-san": tls_sans,
         "secrets-encryption": True,
@@ -154,7 +162,7 @@ def server_k3s_config(tls_sans: list[str], snapshots: EtcdSnapshots) -> dict:
 
 
 def agent_k3s_config() -> dict:
-    return {"protect-kernel-defaults": True, "kubelet-arg": KUBELET_ARGS}
+    return {"with-node-id": True, "protect-kernel-defaults": True, "kubelet-arg": KUBELET_ARGS}
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import versions
-from components.cluster_access import ClusterAccess
+from components.cluster_access import CONTROL_PLANE_SELECTOR, SERVER_TOLERATIONS, ClusterAccess
 from components.platform.base import chart_release, create_chain
 
 NAMESPACE = "cert-manager"
@@ -42,7 +42,6 @@ ACME_DIRECTORIES = {
 INGRESS_CLASS = "traefik"
 """K3s's bundled ingress controller; HTTP-01 solver Ingresses must use it."""
 IGNORE_ANNOTATION = "policy.gitops-platform/ignore"
-CONTROL_PLANE = {"node-role.kubernetes.io/control-plane": "true"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,8 @@ def release_values(args: CertManagerArgs) -> dict[str, Any]:
     if args.zone is not None:
         # Route53 credentials come from the node role through IMDS; only the servers' role may
         # change the zone, so the controller runs there.
-        values["nodeSelector"] = CONTROL_PLANE
+        values["nodeSelector"] = CONTROL_PLANE_SELECTOR
+        values["tolerations"] = SERVER_TOLERATIONS
     return values
 
 

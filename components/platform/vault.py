@@ -17,13 +17,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import versions
-from components.cluster_access import AwsFacts, ClusterAccess
+from components.cluster_access import (
+    CONTROL_PLANE_SELECTOR,
+    SERVER_TOLERATIONS,
+    AwsFacts,
+    ClusterAccess,
+)
 from components.platform.base import chart_release, create_chain, custom_resource, k8s_opts
 from components.platform.cert_manager import INGRESS_CLASS, private_ca
 from components.vault.bootstrap import platform_spec
 from components.vault.provider import VaultBootstrap
 
-CONTROL_PLANE_SELECTOR = {"node-role.kubernetes.io/control-plane": "true"}
 PORT = 8200
 TLS_SECRET = "vault-server-tls"
 CA_NAME = "vault-ca"
@@ -234,6 +238,7 @@ def release_values(
         }
     if seal:
         server["nodeSelector"] = CONTROL_PLANE_SELECTOR
+        server["tolerations"] = SERVER_TOLERATIONS
     if hostname is not None:
         assert args.cluster_issuer is not None
         server |= ingress_values(flavor, flavor.name, hostname, args.cluster_issuer)

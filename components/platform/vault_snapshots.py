@@ -17,7 +17,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.cluster_access import ClusterAccess
+from components.cluster_access import CONTROL_PLANE_SELECTOR, SERVER_TOLERATIONS, ClusterAccess
 from components.platform.base import k8s_opts
 from components.vault.bootstrap import AUDIENCE, SNAPSHOT_ROLE, SNAPSHOT_SERVICE_ACCOUNT
 
@@ -107,7 +107,8 @@ def cron_job(args: VaultSnapshotsArgs, bucket: str, config_map: str) -> dict[str
         "automountServiceAccountToken": False,
         "restartPolicy": "Never",
         # Only the servers' instance role may write the bucket's vault/ prefix.
-        "nodeSelector": {"node-role.kubernetes.io/control-plane": "true"},
+        "nodeSelector": CONTROL_PLANE_SELECTOR,
+        "tolerations": SERVER_TOLERATIONS,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": 65532},
         # Parallel A/AAAA lookups of the S3 and Vault names would otherwise hit the conntrack race.
         "dnsConfig": {"options": [{"name": "single-request-reopen"}]},

@@ -18,12 +18,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from components.k3s.cluster import build_kubeconfig
 from components.k3s.pki import der_sha256, secure_token
 from components.k3s.readiness import (
     ApiCredentials,
     ClusterNotReady,
     ClusterTrustError,
+    build_kubeconfig,
     credentials_from_kubeconfig,
     wait_until_ready,
 )
@@ -227,7 +227,7 @@ def test_nothing_listening_times_out(pki):
 
 
 def test_program_kubeconfig_reaches_the_server(api, pki):
-    text = build_kubeconfig("dev", api.url, pki.ca_pem, pki.client_cert_pem, pki.client_key_pem)
+    text = build_kubeconfig("dev", _creds(api, pki))
     creds = credentials_from_kubeconfig(text, None)
     assert creds == _creds(api, pki)
     wait_until_ready(creds, timeout=5, interval=0.05, progress=lambda m: None)
@@ -248,3 +248,25 @@ def test_secure_token_hashes_the_root_der(pki):
     assert secure_token(pki.ca_pem, "server", "pw") == f"K10{fingerprint}::server:pw"
     with pytest.raises(ValueError):
         der_sha256("not a certificate")
+
+
+def test_local_gate_keeps_only_its_context_and_rereads_the_file(api, pki, tmp_path):
+    from components.k3s.readiness import _ApiReadinessProvider
+
+    ours = yaml.safe_load(build_kubeconfig("k3d-platform", _creds(api, pki)))
+    other = yaml.safe_load(build_kubeconfig("elsewhere", _creds(api, pki, token="other-token")))
+    merged = {**ours, **{k: ours[k] + other[k] for k in ("clusters", "users", "contexts")}}
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(merged))
+    props = {
+        "name": "gate",
+        "kubeconfig_path": str(path),
+        "context": "k3d-platform",
+        "timeout_seconds": 5,
+    }
+    provider = _ApiReadinessProvider()
+    outs = provider.create(props).outs
+    stored = yaml.safe_load(outs["kubeconfig"])
+    assert [c["name"] for c in stored["contexts"]] == ["k3d-platform"]
+    assert "other-token" not in outs["kubeconfig"]
+    assert provider.diff("gate", outs, props).changes, "the file is read again on every up"

@@ -112,3 +112,30 @@ def test_graph_svg_is_rendered(synth_dirs):
 
     svg = html.unescape((synth_dirs["dev"] / "graph.svg").read_text())
     assert svg.lstrip().startswith("<?xml") and "gitops-platform-dev-server-0" in svg
+
+
+def test_mocks_refuse_names_aws_refuses():
+    from synth.mocks import check_name_limits
+
+    with pytest.raises(ValueError, match="longer than AWS allows"):
+        check_name_limits("aws:lb/targetGroup:TargetGroup", "gitops-platform-prod-tg-6443", {})
+    with pytest.raises(ValueError, match="over 37 characters"):
+        check_name_limits("aws:s3/bucket:Bucket", "b", {"bucketPrefix": "x" * 38})
+    check_name_limits(
+        "aws:lb/targetGroup:TargetGroup",
+        "gitops-platform-prod-tg-6443",
+        {"name": "k3s-0123abcd-6443"},
+    )
+
+
+def test_long_stack_names_still_fit_aws_limits(tmp_path):
+    import yaml
+
+    values = yaml.safe_load((REPO / "stacks" / "Pulumi.prod.yaml").read_text())
+    path = tmp_path / "Pulumi.production-eu-central.yaml"
+    path.write_text(yaml.safe_dump(values))
+    result = synthesize("production-eu-central", path)
+    (bucket,) = result.of_type("aws:s3/bucket:Bucket")
+    assert len(bucket.inputs["bucketPrefix"]) <= 37
+    names = [g.inputs["name"] for g in result.of_type("aws:lb/targetGroup:TargetGroup")]
+    assert len(set(names)) == 3 and all(len(n) <= 32 for n in names)
