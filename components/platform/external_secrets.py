@@ -17,6 +17,7 @@ from components.vault.bootstrap import (
     EXTERNAL_SECRETS_ROLE,
     EXTERNAL_SECRETS_SERVICE_ACCOUNT,
     KV_MOUNT,
+    SECRETS_READER_SERVICE_ACCOUNT,
 )
 
 STORE_NAME = "vault"
@@ -62,10 +63,11 @@ def cluster_secret_store(args: ExternalSecretsArgs) -> dict[str, Any]:
                         "kubernetes": {
                             "mountPath": KUBERNETES_AUTH_MOUNT,
                             "role": EXTERNAL_SECRETS_ROLE,
-                            # A cluster-wide store must name the account's namespace.
+                            # No namespace: External Secrets uses the account of each
+                            # ExternalSecret's own namespace (referent authentication), and
+                            # Vault's policy confines that account to its namespace's secrets.
                             "serviceAccountRef": {
-                                "name": EXTERNAL_SECRETS_SERVICE_ACCOUNT,
-                                "namespace": EXTERNAL_SECRETS_NAMESPACE,
+                                "name": SECRETS_READER_SERVICE_ACCOUNT,
                                 "audiences": [AUDIENCE],
                             },
                         }

@@ -40,6 +40,8 @@ EXTERNAL_SECRETS_NAMESPACE = "external-secrets"
 EXTERNAL_SECRETS_SERVICE_ACCOUNT = "external-secrets"
 EXTERNAL_SECRETS_POLICY = "external-secrets"
 EXTERNAL_SECRETS_ROLE = "external-secrets"
+SECRETS_READER_SERVICE_ACCOUNT = "external-secrets-reader"
+"""The account, in each app namespace, that External Secrets logs in as for that namespace."""
 SNAPSHOT_SERVICE_ACCOUNT = "vault-snapshot"
 SNAPSHOT_POLICY = "raft-snapshot"
 SNAPSHOT_ROLE = "raft-snapshot"
@@ -51,6 +53,8 @@ _MOUNT_PATH_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _PEM_CERT = "-----BEGIN CERTIFICATE-----"
+ACCESSOR_PLACEHOLDER = "@KUBERNETES_ACCESSOR@"
+"""Stands in a policy for the Kubernetes auth mount's accessor, known only once it is enabled."""
 
 
 class SpecError(ValueError):
@@ -564,7 +568,10 @@ def _ensure_kubernetes_config(
     return True
 
 
-def _ensure_policy(client: hvac.Client, name: str, hcl: str) -> bool:
+def _ensure_policy(client: hvac.Client, name: str, hcl: str, auth_mount: str) -> bool:
+    if ACCESSOR_PLACEHOLDER in hcl:
+        accessor = client.sys.list_auth_methods()[f"{auth_mount}/"]["accessor"]
+        hcl = hcl.replace(ACCESSOR_PLACEHOLDER, accessor)
     try:
         current = client.sys.read_policy(name)["data"]["rules"]
     except hvac_errors.InvalidPath:
@@ -657,8 +664,9 @@ def configuration_steps(spec: BootstrapSpec, previous: BootstrapResult | None = 
                 ),
             )
         )
+    auth_mount = kube.mount_path if kube is not None else "kubernetes"
     steps += [
-        Step(f"policy:{name}", partial(_ensure_policy, name=name, hcl=hcl))
+        Step(f"policy:{name}", partial(_ensure_policy, name=name, hcl=hcl, auth_mount=auth_mount))
         for name, hcl in sorted(spec.policies.items())
     ]
     if kube is not None:
@@ -799,10 +807,19 @@ def app_policy_name(namespace: str) -> str:
 
 
 def external_secrets_policy(kv_mount: str = KV_MOUNT) -> str:
-    """Read-only access to every app's secrets (`<kv>/data/apps/*`, list/read their metadata)."""
+    """Read-only access to the secrets of the namespace that logged in, and nothing else.
+
+    External Secrets logs in as `external-secrets-reader` of the ExternalSecret's own namespace,
+    so the namespace in the token's identity, not the store, decides what can be read: an
+    ExternalSecret in `team-a` cannot fetch `apps/team-b/...`.
+    """
+    namespace = (
+        f"{{{{identity.entity.aliases.{ACCESSOR_PLACEHOLDER}.metadata.service_account_namespace}}}}"
+    )
     return (
-        f'path "{kv_mount}/data/{APPS_PREFIX}/*" {{\n  capabilities = ["read"]\n}}\n\n'
-        f'path "{kv_mount}/metadata/{APPS_PREFIX}/*" {{\n  capabilities = ["read", "list"]\n}}\n'
+        f'path "{kv_mount}/data/{APPS_PREFIX}/{namespace}/*" {{\n  capabilities = ["read"]\n}}\n\n'
+        f'path "{kv_mount}/metadata/{APPS_PREFIX}/{namespace}/*" {{\n'
+        '  capabilities = ["read", "list"]\n}\n'
     )
 
 
@@ -833,9 +850,10 @@ def platform_spec(
 ) -> BootstrapSpec:
     """The platform's spec: KV v2 at `secret/`, Kubernetes auth, and these policies and roles.
 
-    - `external-secrets` policy: read `secret/data/apps/*`, read/list `secret/metadata/apps/*`;
-      role `external-secrets` for service account `external-secrets` in namespace
-      `external-secrets` (the operator's ClusterSecretStore).
+    - `external-secrets` policy: read `secret/data/apps/<ns>/*`, read/list its metadata, where
+      `<ns>` is the namespace of the logged-in account (a templated policy); role
+      `external-secrets` for service account `external-secrets-reader` of any namespace (the
+      ClusterSecretStore logs in as that account of each ExternalSecret's namespace).
     - `apps-<ns>` policy per app namespace: create/read/update/patch `secret/data/apps/<ns>/*`
       and nothing else; role `apps-<ns>` for every service account of namespace `<ns>`.
     - `raft-snapshot` policy: read `sys/storage/raft/snapshot`; role `raft-snapshot` for service
@@ -855,8 +873,9 @@ def platform_spec(
     roles = [
         KubernetesRole(
             name=EXTERNAL_SECRETS_ROLE,
-            bound_service_account_names=(EXTERNAL_SECRETS_SERVICE_ACCOUNT,),
-            bound_service_account_namespaces=(EXTERNAL_SECRETS_NAMESPACE,),
+            bound_service_account_names=(SECRETS_READER_SERVICE_ACCOUNT,),
+            # Any namespace may log in: the templated policy confines it to its own secrets.
+            bound_service_account_namespaces=("*",),
             policies=(EXTERNAL_SECRETS_POLICY,),
             ttl=token_ttl,
         ),

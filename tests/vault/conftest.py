@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from components.vault.bootstrap import (
+    ACCESSOR_PLACEHOLDER,
     BootstrapSpec,
     WaitTimeout,
     duration_seconds,
@@ -497,8 +498,14 @@ def _configured_problems(client: hvac.Client, spec: BootstrapSpec) -> list[str]:
                 )
                 if got != wanted:
                     problems.append(f"role {role.name}: {got} != {wanted}")
+    accessors = {
+        path.rstrip("/"): method["accessor"]
+        for path, method in client.sys.list_auth_methods()["data"].items()
+    }
     for name, hcl in spec.policies.items():
         rules = client.sys.read_policy(name)["data"]["rules"]
+        if spec.kubernetes is not None:
+            hcl = hcl.replace(ACCESSOR_PLACEHOLDER, accessors.get(spec.kubernetes.mount_path, "?"))
         if rules.strip() != hcl.strip():
             problems.append(f"policy {name} differs")
     return problems

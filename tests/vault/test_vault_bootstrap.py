@@ -250,15 +250,23 @@ def test_policies_grant_and_deny(bao, spec, first_run, tokenreview):
     def write(client: hvac.Client, path: str) -> None:
         client.secrets.kv.v2.create_or_update_secret(path, {"password": "x"}, mount_point="secret")
 
-    eso = login("external-secrets", "external-secrets", "external-secrets")
-    assert read(eso, "apps/team-a/db") == "pw-apps/team-a/db"
-    assert read(eso, "apps/team-b/db") == "pw-apps/team-b/db"
-    listed = eso.secrets.kv.v2.list_secrets("apps", mount_point="secret")["data"]["keys"]
-    assert set(listed) == {"team-a/", "team-b/"}
-    with pytest.raises(hvac_errors.Forbidden):
-        write(eso, "apps/team-a/db")
-    with pytest.raises(hvac_errors.Forbidden):
-        read(eso, "platform/admin")
+    # External Secrets logs in as the reader account of each ExternalSecret's namespace: it reads
+    # that namespace's secrets and nothing of any other namespace.
+    eso_a = login("external-secrets", "team-a", "external-secrets-reader")
+    assert read(eso_a, "apps/team-a/db") == "pw-apps/team-a/db"
+    listed = eso_a.secrets.kv.v2.list_secrets("apps/team-a", mount_point="secret")["data"]["keys"]
+    assert listed == ["db"]
+    eso_b = login("external-secrets", "team-b", "external-secrets-reader")
+    assert read(eso_b, "apps/team-b/db") == "pw-apps/team-b/db"
+    for denied in (
+        lambda: read(eso_a, "apps/team-b/db"),
+        lambda: read(eso_b, "apps/team-a/db"),
+        lambda: write(eso_a, "apps/team-a/db"),
+        lambda: read(eso_a, "platform/admin"),
+        lambda: eso_a.secrets.kv.v2.list_secrets("apps", mount_point="secret"),
+    ):
+        with pytest.raises(hvac_errors.Forbidden):
+            denied()
 
     team_a = login("apps-team-a", "team-a", "web")
     write(team_a, "apps/team-a/web")
@@ -274,10 +282,10 @@ def test_policies_grant_and_deny(bao, spec, first_run, tokenreview):
             denied()
 
     for role, namespace, service_account, known in [
-        ("external-secrets", "external-secrets", "default", True),
-        ("external-secrets", "team-a", "external-secrets", True),
+        ("external-secrets", "team-a", "default", True),
+        ("external-secrets", "external-secrets", "external-secrets", True),
         ("apps-team-a", "team-b", "web", True),
-        ("external-secrets", "external-secrets", "external-secrets", False),
+        ("external-secrets", "team-a", "external-secrets-reader", False),
     ]:
         with pytest.raises(hvac_errors.VaultError):
             login(role, namespace, service_account, known)
