@@ -12,6 +12,7 @@ import pulumi_random as random
 from components import versions
 from components.cluster_access import ClusterAccess
 from components.platform.base import chart_release
+from components.platform.cert_manager import PRODUCTION_ISSUER
 
 # The chart refuses any other namespace or release name.
 NAMESPACE = "cattle-system"
@@ -40,6 +41,10 @@ def release_values(args: RancherArgs, bootstrap_password: pulumi.Input[str]) -> 
         "hostname": args.hostname,
         "bootstrapPassword": bootstrap_password,
         "replicas": 3 if args.production else 1,
+        # Agents (downstream clusters) check Rancher's certificate against the system store:
+        # right for Let's Encrypt production. A staging or private CA certificate would need
+        # privateCA and its CA in `tls-ca` (docs/platform.md).
+        "agentTLSMode": "system-store" if args.cluster_issuer == PRODUCTION_ISSUER else "strict",
         # Three replicas on one node would die together; "required" refuses to co-locate them.
         "antiAffinity": "required" if args.production else "preferred",
         "ingress": {

@@ -143,7 +143,17 @@ class SealParams(Params):
 
 
 VAULT_CHARTS = frozenset({"vault", "openbao"})
-_CONFIG_PATHS = (("standalone", "config"), ("ha", "config"), ("ha", "raft", "config"))
+
+
+def _rendered_config_path(server: Mapping[str, Any]) -> tuple[str, ...]:
+    """The one server config block the charts render: `ha.raft.config` in HA with Raft,
+    `ha.config` in HA otherwise, `standalone.config` without HA (the charts' defaults)."""
+    ha = as_dict(server.get("ha"))
+    if ha.get("enabled") is True:
+        return (
+            ("ha", "raft", "config") if as_dict(ha.get("raft")).get("enabled") else ("ha", "config")
+        )
+    return ("standalone", "config")
 
 
 def seal_types(values: Any) -> set[str] | None:
@@ -157,17 +167,19 @@ def seal_types(values: Any) -> set[str] | None:
             return None
         if isinstance(value, str):
             found.add(value)
-    for path in _CONFIG_PATHS:
-        config = dig(server, *path)
-        if config is UNKNOWN:
-            return None
-        if isinstance(config, str):
-            found.update(SEAL_RE.findall(config))
-        elif isinstance(config, Mapping):
-            # The charts also accept the server config as an object (HCL's JSON form).
-            seal = config.get("seal")
-            for stanza in seal if isinstance(seal, list) else [seal]:
-                found.update(as_dict(stanza))
+    if UNKNOWN in (dig(server, "ha", "enabled"), dig(server, "ha", "raft", "enabled")):
+        return None
+    # A seal in a block the chart does not render configures nothing.
+    config = dig(server, *_rendered_config_path(server))
+    if config is UNKNOWN:
+        return None
+    if isinstance(config, str):
+        found.update(SEAL_RE.findall(config))
+    elif isinstance(config, Mapping):
+        # The charts also accept the server config as an object (HCL's JSON form).
+        seal = config.get("seal")
+        for stanza in seal if isinstance(seal, list) else [seal]:
+            found.update(as_dict(stanza))
     return found
 
 

@@ -226,13 +226,15 @@ def test_vault_without_auto_unseal_fails_on_aws(values: Any, text: str) -> None:
 @pytest.mark.parametrize(
     "res",
     [
-        vault({"server": {"ha": {"raft": {"config": AWS_KMS_HCL}}}}),
+        vault(
+            {"server": {"ha": {"enabled": True, "raft": {"enabled": True, "config": AWS_KMS_HCL}}}}
+        ),
         vault(
             {"server": {"standalone": {"config": {"seal": {"awskms": {"region": "eu-west-1"}}}}}}
         ),
         vault({"server": {"extraEnvironmentVars": {"VAULT_SEAL_TYPE": "awskms"}}}),
         vault({"server": {"extraEnvironmentVars": {"BAO_SEAL_TYPE": "awskms"}}}, chart="openbao"),
-        vault({"server": {"ha": {"raft": {"config": UNKNOWN}}}}),
+        vault({"server": {"ha": {"enabled": True, "raft": {"enabled": True, "config": UNKNOWN}}}}),
         release("vault", "0.34.1", valueYamlFiles=[{"path": "values/vault.yaml"}]),
         release("cert-manager", values={}),
     ],
@@ -250,6 +252,12 @@ def test_vault_with_auto_unseal_passes(res: dict[str, Any]) -> None:
     assert evaluate([res], rules=["vault-auto-unseal"]) == []
 
 
+def test_a_seal_in_a_block_the_chart_does_not_render_does_not_count() -> None:
+    # HA is off, so the chart renders standalone.config and ignores ha.raft.config.
+    unrendered = vault({"server": {"ha": {"enabled": False, "raft": {"config": AWS_KMS_HCL}}}})
+    assert fired(evaluate([unrendered], rules=["vault-auto-unseal"])) == ["vault-auto-unseal"]
+
+
 def test_vault_seal_only_required_on_aws_stacks() -> None:
     assert evaluate([vault(None)], settings=PolicySettings(aws=False)) == []
 
@@ -260,6 +268,8 @@ def test_vault_deployed_by_argo_cd_application() -> None:
     findings = evaluate(manifests=[app], rules=["vault-auto-unseal"])
     assert "openbao runs in dev mode" in findings[0].message
     app["spec"]["sources"][0]["helm"] = {
-        "valuesObject": {"server": {"ha": {"raft": {"config": AWS_KMS_HCL}}}}
+        "valuesObject": {
+            "server": {"ha": {"enabled": True, "raft": {"enabled": True, "config": AWS_KMS_HCL}}}
+        }
     }
     assert evaluate(manifests=[app], rules=["vault-auto-unseal"]) == []
