@@ -8,6 +8,7 @@ stack file (`platform:cluster.agents.min`) and what is allowed.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -536,18 +537,21 @@ def parse(raw: Mapping[str, Any]) -> PlatformConfig:
     return cfg
 
 
-def from_pulumi() -> PlatformConfig:
-    """Read the stack's configuration from the Pulumi runtime and validate it."""
-    import json
-
-    import pulumi.runtime.config as runtime_config
-
-    raw: dict[str, Any] = {}
-    every = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    for key, value in every.items():
+def decode(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The platform's keys with JSON text decoded: the engine hands every value over as text, and
+    `pulumi new` / `pulumi config set` store objects as JSON strings in the stack file."""
+    decoded: dict[str, Any] = {}
+    for key, value in values.items():
         if key.startswith(f"{NAMESPACE}:") or key == "aws:region":
             try:
-                raw[key] = json.loads(value)
-            except (TypeError, json.JSONDecodeError):
-                raw[key] = value
-    return parse(raw)
+                decoded[key] = json.loads(value) if isinstance(value, str) else value
+            except json.JSONDecodeError:
+                decoded[key] = value
+    return decoded
+
+
+def from_pulumi() -> PlatformConfig:
+    """Read the stack's configuration from the Pulumi runtime and validate it."""
+    import pulumi.runtime.config as runtime_config
+
+    return parse(decode({**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}))

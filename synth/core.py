@@ -82,7 +82,7 @@ def synthesize(stack: str, path: Path | None = None) -> SynthResult:
 
     `path` overrides the stack file (default `stacks/Pulumi.<stack>.yaml`)."""
     values, secret_keys = load_stack_config(stack, path)
-    cfg = stack_config.parse(values)
+    cfg = stack_config.parse(stack_config.decode(values))
     mocks = SynthMocks(region=cfg.aws_region or "us-east-1")
     monitor = RecordingMonitor(mocks)
     project = project_name()
