@@ -115,3 +115,15 @@ def test_nodes_can_pull_from_the_registry(synth_dirs):
             "ECR_CREDENTIAL_PROVIDER_URL=https://artifacts.k8s.io/"
             in files["/etc/platform/boot.env"]
         )
+
+
+def test_servers_carry_the_traefik_configuration(synth_dirs):
+    from components.k3s import traefik
+
+    for stack, production in (("dev", False), ("prod", True)):
+        doc = yaml.safe_load((synth_dirs[stack] / "cloud-init" / "server-init.yaml").read_text())
+        files = {f["path"]: f["content"] for f in doc["write_files"]}
+        path = f"/var/lib/rancher/k3s/server/manifests/{traefik.MANIFEST_NAME}"
+        assert files[path] == traefik.render_manifest(production)
+        agent = yaml.safe_load((synth_dirs[stack] / "cloud-init" / "agent.yaml").read_text())
+        assert path not in {f["path"] for f in agent["write_files"]}
