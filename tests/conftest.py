@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
+
+from components.vault.bootstrap import WaitTimeout, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 STACKS = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
+SERVER_START_TIMEOUT = 20.0
+SERVER_STOP_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def require_tool(name: str) -> str:
@@ -51,3 +67,61 @@ def synth_dirs(synth_results, tmp_path_factory):
         write(result, root / stack)
         dirs[stack] = root / stack
     return dirs
+
+
+class MotoServer:
+    """`moto_server` (AWS API emulator) on 127.0.0.1.
+
+    The process starts at once and `endpoint` waits for it, so it boots while other fixtures work.
+    """
+
+    def __init__(self, log_path: Path):
+        self.log_path = log_path
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self._ready = False
+        with log_path.open("wb") as log:
+            self._proc = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "moto_server"),
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    self.url.split(":")[-1],
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint URL, once the server answers."""
+        if not self._ready:
+
+            def probe() -> tuple[bool, str]:
+                if self._proc.poll() is not None:
+                    raise RuntimeError(f"moto_server exited with status {self._proc.returncode}")
+                return requests.get(f"{self.url}/moto-api/", timeout=2).ok, "starting"
+
+            try:
+                wait_until(
+                    f"moto_server at {self.url}",
+                    probe,
+                    timeout=SERVER_START_TIMEOUT,
+                    progress=print,
+                )
+            except (WaitTimeout, RuntimeError) as exc:
+                log = self.log_path.read_text(errors="replace")[-3000:]
+                pytest.fail(f"{exc}\n--- moto_server log ---\n{log}", pytrace=False)
+            self._ready = True
+        return self.url
+
+    def stop(self) -> None:
+        self._proc.kill()
+        self._proc.wait(timeout=SERVER_STOP_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    yield server
+    server.stop()

@@ -18,6 +18,7 @@ import yaml
 
 from components.argocd import gitops
 from tests.argocd_apps.support import GITOPS_PATH, REPO, STACKS, git, run_kustomize, stack_facts
+from tests.conftest import free_port
 
 Objects = list[dict[str, Any]]
 
@@ -89,12 +90,6 @@ class GitServer:
         git("checkout", "--quiet", "main", cwd=self.work)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _wait_for(port: int, daemon: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -124,7 +119,7 @@ def git_server(tmp_path_factory):
     git("add", ".", cwd=work)
     git("commit", "--quiet", "-m", "argocd-apps", cwd=work)
     git("push", "--quiet", str(bare), "main", cwd=work)
-    port = _free_port()
+    port = free_port()
     # A file, not a pipe: a long-running daemon must never block on a full pipe.
     log = root / "daemon.log"
     with log.open("w") as stderr:

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import ssl
 import stat
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -21,7 +18,7 @@ import pytest
 import yaml
 
 from components.k3s.userdata import NodeBoot, agent_k3s_config, boot_env
-from tests.conftest import REPO
+from tests.conftest import REPO, free_port
 
 BOOT = REPO / "components" / "k3s" / "boot.sh"
 VENV_BIN = Path(sys.executable).parent
@@ -38,45 +35,13 @@ SERVER_SECRET = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail(f"moto server did not answer on {url} within 20s:\n{log.read_text()}")
-            time.sleep(0.1)
-    yield url
-    proc.terminate()
-    proc.wait(10)
-
-
 @pytest.fixture
-def aws_env(moto, monkeypatch):
+def aws_env(moto_server, monkeypatch):
     env = {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
-        "AWS_ENDPOINT_URL": moto,
+        "AWS_ENDPOINT_URL": moto_server.endpoint,
         "AWS_EC2_METADATA_DISABLED": "true",
     }
     for k, v in env.items():
@@ -179,7 +144,7 @@ def live_server():
 def test_first_server_writes_ca_files_and_config(sandbox):
     arn = _secret("first-server", json.dumps(SERVER_SECRET))
     server_config = {"secrets-encryption": True, "tls-san": ["203.0.113.10"]}
-    run = sandbox.run("server-init", arn, ["127.0.0.1"], _free_port(), server_config)
+    run = sandbox.run("server-init", arn, ["127.0.0.1"], free_port(), server_config)
     assert run.returncode == 0, run.stderr
     tls = "var/lib/rancher/k3s/server/tls"
     for name, pem in SERVER_SECRET["caFiles"].items():
@@ -233,7 +198,7 @@ def test_agent_joins_with_its_token_only(sandbox, live_server):
 
 def test_agent_fails_when_no_server_answers(sandbox):
     arn = _secret("agent-alone", json.dumps({"token": "x"}))
-    run = sandbox.run("agent", arn, ["127.0.0.1"], _free_port(), agent_k3s_config())
+    run = sandbox.run("agent", arn, ["127.0.0.1"], free_port(), agent_k3s_config())
     assert run.returncode != 0
     assert "no K3s server answered" in run.stderr
     assert not sandbox.calls.exists()
@@ -241,7 +206,7 @@ def test_agent_fails_when_no_server_answers(sandbox):
 
 def test_missing_secret_fails_loudly(sandbox):
     missing = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:absent-AbCdEf"
-    run = sandbox.run("server-init", missing, ["127.0.0.1"], _free_port(), {})
+    run = sandbox.run("server-init", missing, ["127.0.0.1"], free_port(), {})
     assert run.returncode != 0
     assert f"cannot read bootstrap secret {missing} after 2 attempts" in run.stderr
     assert "ResourceNotFoundException" in run.stderr
@@ -258,7 +223,7 @@ def test_missing_secret_fails_loudly(sandbox):
 )
 def test_unusable_secret_fails_loudly(sandbox, value, message):
     arn = _secret(f"bad-{abs(hash(value))}", value)
-    run = sandbox.run("server-init", arn, ["127.0.0.1"], _free_port(), {})
+    run = sandbox.run("server-init", arn, ["127.0.0.1"], free_port(), {})
     assert run.returncode != 0
     assert message in run.stderr
     assert not sandbox.calls.exists()
@@ -273,7 +238,7 @@ def test_unreadable_secret_fails_loudly(sandbox, monkeypatch):
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
         "AWS_CONFIG_FILE": "/nonexistent",
     }
-    run = sandbox.run("server-init", arn, ["127.0.0.1"], _free_port(), {})
+    run = sandbox.run("server-init", arn, ["127.0.0.1"], free_port(), {})
     assert run.returncode != 0
     assert "cannot read bootstrap secret" in run.stderr
 

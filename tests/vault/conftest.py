@@ -11,7 +11,6 @@ import datetime as dt
 import ipaddress
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -25,7 +24,6 @@ from typing import Any, Literal
 
 import hvac
 import pytest
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -40,19 +38,11 @@ from components.vault.bootstrap import (
     read_health,
     wait_until,
 )
+from tests.conftest import SERVER_START_TIMEOUT, SERVER_STOP_TIMEOUT, free_port
 
 BAO = Path(sys.executable).parent / "bao"
-SERVER_START_TIMEOUT = 20.0
-SERVER_STOP_TIMEOUT = 10.0
 
 _RUNNING: list[BaoServer] = []
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pem(obj: Any) -> str:
@@ -404,58 +394,6 @@ def tokenreview(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     server = TokenReviewServer(pki, tmp_path_factory.mktemp("tokenreview"))
     yield server
     server.close()
-
-
-class MotoServer:
-    """`moto_server` (AWS API emulator) on 127.0.0.1.
-
-    The process starts at once and `endpoint` waits for it, so it boots while other fixtures work.
-    """
-
-    def __init__(self, log_path: Path):
-        self.log_path = log_path
-        self.url = f"http://127.0.0.1:{free_port()}"
-        self._ready = False
-        with log_path.open("wb") as log:
-            self._proc = subprocess.Popen(
-                [str(BAO.parent / "moto_server"), "-H", "127.0.0.1", "-p", self.url.split(":")[-1]],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def endpoint(self) -> str:
-        """The endpoint URL, once the server answers."""
-        if not self._ready:
-
-            def probe() -> tuple[bool, str]:
-                if self._proc.poll() is not None:
-                    raise RuntimeError(f"moto_server exited with status {self._proc.returncode}")
-                return requests.get(f"{self.url}/moto-api/", timeout=2).ok, "starting"
-
-            try:
-                wait_until(
-                    f"moto_server at {self.url}",
-                    probe,
-                    timeout=SERVER_START_TIMEOUT,
-                    progress=print,
-                )
-            except (WaitTimeout, RuntimeError) as exc:
-                log = self.log_path.read_text(errors="replace")[-3000:]
-                pytest.fail(f"{exc}\n--- moto_server log ---\n{log}", pytrace=False)
-            self._ready = True
-        return self.url
-
-    def stop(self) -> None:
-        self._proc.kill()
-        self._proc.wait(timeout=SERVER_STOP_TIMEOUT)
-
-
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
-    yield server
-    server.stop()
 
 
 def _configured_problems(client: hvac.Client, spec: BootstrapSpec) -> list[str]:
