@@ -238,14 +238,19 @@ def write(result: SynthResult, out: Path) -> None:
         )
 
 
-def policy_findings(result: SynthResult) -> list[Finding]:
-    """The guardrails over everything the stack registers, with the stack's own settings."""
-    resources = [
+def policy_resources(result: SynthResult) -> list[dict[str, Any]]:
+    """The stack's resources in the shape the guardrails read."""
+    return [
         {"type": r.type, "urn": r.urn, "name": r.name, "props": r.inputs, "id": r.id}
         for r in result.registrations
         if r.custom
     ]
-    return evaluate(resources, (), PolicySettings.from_stack_config(result.stack_values))
+
+
+def policy_findings(result: SynthResult) -> list[Finding]:
+    """The guardrails over everything the stack registers, with the stack's own settings."""
+    settings = PolicySettings.from_stack_config(result.stack_values)
+    return evaluate(policy_resources(result), (), settings)
 
 
 def cost_resources(result: SynthResult) -> list[cost.Resource]:

@@ -48,7 +48,9 @@ SNAPSHOT_ROLE = "raft-snapshot"
 AUDIENCE = "vault"
 """Token audience the roles bind; External Secrets stores request it (`audiences: [vault]`)."""
 
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Also in components/sections.py; this module stays free of the config's imports because the
+# snapshot CronJob runs it with hvac and boto3 alone.
+K8S_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _MOUNT_PATH_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -863,7 +865,7 @@ def platform_spec(
     `kubernetes_ca_cert`/`token_reviewer_jwt`; given a CA, the local CA and token are disabled.
     """
     namespaces = sorted(set(app_namespaces))
-    bad = [ns for ns in namespaces + [vault_namespace] if not _DNS_LABEL_RE.match(ns)]
+    bad = [ns for ns in namespaces + [vault_namespace] if not K8S_NAME_RE.match(ns)]
     if bad:
         raise SpecError([f"{ns!r} is not a Kubernetes namespace name" for ns in bad])
     policies = {

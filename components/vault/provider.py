@@ -27,6 +27,7 @@ from pulumi.dynamic import (
 )
 
 from components.vault.bootstrap import (
+    K8S_NAME_RE,
     SECRET_OUTPUTS,
     BootstrapError,
     BootstrapResult,
@@ -40,7 +41,6 @@ DEFAULT_WAIT_TIMEOUT = 600.0
 """Seconds to wait for Vault's API through the proxy: pods may still be scheduling."""
 REQUEST_TIMEOUT = 30
 """Seconds one HTTP request to Vault may take."""
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 OUTPUTS = (*SECRET_OUTPUTS, *BootstrapResult.PUBLIC_OUTPUTS, "spec", "converged", "error")
 """Output properties; `spec` has the token reviewer JWT replaced by its digest."""
 
@@ -64,7 +64,7 @@ def proxy_url(
     if kind not in ("services", "pods"):
         raise ValueError(f"kind {kind!r} must be services or pods")
     for what, value in (("namespace", namespace), (kind[:-1], name)):
-        if not _DNS_LABEL_RE.match(value):
+        if not K8S_NAME_RE.match(value):
             raise ValueError(f"{what} {value!r} is not a Kubernetes object name (DNS label)")
     if not 0 < port < 65536:
         raise ValueError(f"port {port} is not a TCP port")

@@ -5,24 +5,15 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from policy.engine import evaluate
 from policy.settings import PolicySettings
-from synth.core import policy_findings
-from tests.conftest import REPO, STACKS
+from synth.core import load_stack_config, policy_findings, policy_resources
+from tests.conftest import STACKS
 
 
 def _stack_values(stack: str) -> dict:
-    return yaml.safe_load((REPO / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
-
-
-def _resources(result) -> list[dict]:
-    return [
-        {"type": r.type, "urn": r.urn, "name": r.name, "props": r.inputs, "id": r.id}
-        for r in result.registrations
-        if r.custom
-    ]
+    return load_stack_config(stack)[0]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -34,7 +25,7 @@ def test_shipped_stacks_have_no_findings(synth_results, synth_dirs, stack):
 def test_budget_below_the_estimate_fails(synth_results):
     values = {**_stack_values("dev"), "platform:monthlyBudgetUsd": 50}
     findings = evaluate(
-        _resources(synth_results["dev"]), (), PolicySettings.from_stack_config(values)
+        policy_resources(synth_results["dev"]), (), PolicySettings.from_stack_config(values)
     )
     assert [(f.rule, f.enforcement) for f in findings] == [("cost-within-budget", "mandatory")]
     assert "$70.00/month, above its budget of $50.00" in findings[0].message
@@ -43,7 +34,7 @@ def test_budget_below_the_estimate_fails(synth_results):
 def test_budget_in_a_region_without_prices_is_reported(synth_results):
     values = {**_stack_values("dev"), "aws:region": "eu-north-1"}
     findings = evaluate(
-        _resources(synth_results["dev"]), (), PolicySettings.from_stack_config(values)
+        policy_resources(synth_results["dev"]), (), PolicySettings.from_stack_config(values)
     )
     assert [f.rule for f in findings] == ["cost-within-budget"]
     assert "no prices for region eu-north-1" in findings[0].message
@@ -52,7 +43,7 @@ def test_budget_in_a_region_without_prices_is_reported(synth_results):
 def test_budget_rule_can_be_tuned_per_stack(synth_results):
     values = {**_stack_values("dev"), "platform:policy": {"cost-within-budget": {"monthlyUsd": 60}}}
     findings = evaluate(
-        _resources(synth_results["dev"]), (), PolicySettings.from_stack_config(values)
+        policy_resources(synth_results["dev"]), (), PolicySettings.from_stack_config(values)
     )
     assert "above its budget of $60.00" in findings[0].message
 

@@ -8,8 +8,13 @@ import json
 import pytest
 import yaml
 
-from synth.core import helm_releases, kubernetes_objects, policy_findings, synthesize
-from tests.conftest import REPO
+from synth.core import (
+    helm_releases,
+    kubernetes_objects,
+    load_stack_config,
+    policy_findings,
+    synthesize,
+)
 
 ZONE_ID = "Z0123456789ABCDEFGHIJ"
 
@@ -46,7 +51,7 @@ def test_platform_urls_use_sslip_without_a_domain(synth_results):
 
 @pytest.fixture(scope="module")
 def zoned(tmp_path_factory):
-    values = yaml.safe_load((REPO / "stacks" / "Pulumi.prod.yaml").read_text())["config"]
+    values = load_stack_config("prod")[0]
     values["platform:dns"] = {"domain": "prod.example.com", "hostedZoneId": ZONE_ID}
     path = tmp_path_factory.mktemp("zoned") / "Pulumi.prod.yaml"
     path.write_text(yaml.safe_dump({"config": values}))
