@@ -83,20 +83,11 @@ class ClusterPki(pulumi.ComponentResource):
         ca: dict[str, tuple[tls.PrivateKey, tls.LocallySignedCert]] = {}
         for kind in CA_KINDS:
             role = kind.replace("/", "-")
-            key = tls.PrivateKey(
-                f"{name}-{role}-ca-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child
-            )
-            csr = tls.CertRequest(
-                f"{name}-{role}-ca-csr",
-                private_key_pem=key.private_key_pem,
-                subject={"common_name": f"{cn}-{role}-ca", "organization": "platform"},
-                opts=child,
-            )
-            cert = tls.LocallySignedCert(
+            key, cert = self._signed(
                 f"{name}-{role}-ca",
-                cert_request_pem=csr.cert_request_pem,
-                ca_private_key_pem=root_key.private_key_pem,
-                ca_cert_pem=root.cert_pem,
+                {"common_name": f"{cn}-{role}-ca", "organization": "platform"},
+                root_key,
+                root.cert_pem,
                 is_ca_certificate=True,
                 validity_period_hours=CA_VALIDITY_HOURS,
                 allowed_uses=[
@@ -105,7 +96,6 @@ class ClusterPki(pulumi.ComponentResource):
                     "digital_signature",
                     "key_encipherment",
                 ],
-                opts=child,
             )
             ca[kind] = (key, cert)
             files[f"{kind}-ca.crt"] = pulumi.Output.concat(cert.cert_pem, root.cert_pem)
@@ -118,25 +108,15 @@ class ClusterPki(pulumi.ComponentResource):
         self.server_files = pulumi.Output.secret(pulumi.Output.all(**files))
 
         client_key, client_ca = ca["client"]
-        admin_key = tls.PrivateKey(
-            f"{name}-admin-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child
-        )
-        admin_csr = tls.CertRequest(
-            f"{name}-admin-csr",
-            private_key_pem=admin_key.private_key_pem,
-            # system:masters is what K3s gives its own admin; the API server authorises by O.
-            subject={"common_name": "platform-admin", "organization": "system:masters"},
-            opts=child,
-        )
-        admin = tls.LocallySignedCert(
+        admin_key, admin = self._signed(
             f"{name}-admin",
-            cert_request_pem=admin_csr.cert_request_pem,
-            ca_private_key_pem=client_key.private_key_pem,
-            ca_cert_pem=client_ca.cert_pem,
+            # system:masters is what K3s gives its own admin; the API server authorises by O.
+            {"common_name": "platform-admin", "organization": "system:masters"},
+            client_key,
+            client_ca.cert_pem,
             validity_period_hours=ADMIN_VALIDITY_HOURS,
             early_renewal_hours=ADMIN_EARLY_RENEWAL_HOURS,
             allowed_uses=["client_auth", "digital_signature", "key_encipherment"],
-            opts=child,
         )
         self.admin_cert_pem = pulumi.Output.concat(admin.cert_pem, client_ca.cert_pem)
         self.admin_key_pem = pulumi.Output.secret(admin_key.private_key_pem)
@@ -148,3 +128,28 @@ class ClusterPki(pulumi.ComponentResource):
                 "adminKeyPem": self.admin_key_pem,
             }
         )
+
+    def _signed(
+        self,
+        base: str,
+        subject: dict[str, str],
+        ca_key: tls.PrivateKey,
+        ca_cert_pem: pulumi.Input[str],
+        **cert_args: object,
+    ) -> tuple[tls.PrivateKey, tls.LocallySignedCert]:
+        """A P-256 key and its certificate signed by `ca_key` (resources `<base>-key`,
+        `<base>-csr` and `<base>`)."""
+        child = pulumi.ResourceOptions(parent=self)
+        key = tls.PrivateKey(f"{base}-key", algorithm="ECDSA", ecdsa_curve="P256", opts=child)
+        csr = tls.CertRequest(
+            f"{base}-csr", private_key_pem=key.private_key_pem, subject=subject, opts=child
+        )
+        cert = tls.LocallySignedCert(
+            base,
+            cert_request_pem=csr.cert_request_pem,
+            ca_private_key_pem=ca_key.private_key_pem,
+            ca_cert_pem=ca_cert_pem,
+            opts=child,
+            **cert_args,
+        )
+        return key, cert

@@ -677,9 +677,8 @@ def configuration_steps(spec: BootstrapSpec, previous: BootstrapResult | None = 
             for role in spec.roles
         ]
     if previous is not None:
-        mount_path = kube.mount_path if kube is not None else "kubernetes"
         steps += [
-            Step(f"role:{name}:delete", partial(_delete_role, name=name, mount_path=mount_path))
+            Step(f"role:{name}:delete", partial(_delete_role, name=name, mount_path=auth_mount))
             for name in sorted(set(previous.roles) - {r.name for r in spec.roles})
         ]
         steps += [
