@@ -27,6 +27,11 @@ CRD_FOLDERS = {
 """API group -> folder of the CRDs of the pinned release."""
 
 
+def is_custom_resource(obj: dict[str, Any]) -> bool:
+    """Whether a pinned upstream CRD defines the object's kind."""
+    return obj["apiVersion"].split("/")[0] in CRD_FOLDERS
+
+
 def closed(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema

@@ -21,7 +21,6 @@ from components import versions
 from components.argocd import gitops
 from synth.core import load_stack_config
 from tests.conftest import require_tool
-from tests.crd import CRD_FOLDERS
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
@@ -81,10 +80,6 @@ def run_kustomize(folder: Path) -> list[dict[str, Any]]:
 def ref(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata", {})
     return f"{obj.get('kind')}/{meta.get('namespace', '')}/{meta.get('name')}"
-
-
-def is_custom_resource(obj: dict[str, Any]) -> bool:
-    return obj["apiVersion"].split("/")[0] in CRD_FOLDERS
 
 
 # -- validators ------------------------------------------------------------------------------------

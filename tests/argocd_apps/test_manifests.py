@@ -13,7 +13,6 @@ from policy.engine import Manifest, evaluate
 from policy.settings import PolicySettings
 from tests.argocd_apps.support import (
     STACKS,
-    is_custom_resource,
     kustomization_folders,
     model_errors,
     ref,
@@ -21,7 +20,7 @@ from tests.argocd_apps.support import (
     stack_facts,
     validate_core,
 )
-from tests.crd import crd_errors
+from tests.crd import crd_errors, is_custom_resource
 
 
 def distinct(pairs: list[tuple[str, dict]]) -> list[tuple[str, dict]]:

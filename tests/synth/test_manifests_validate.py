@@ -13,7 +13,7 @@ import yaml
 from components import versions
 from tests.argocd_apps.support import model_errors
 from tests.conftest import STACKS
-from tests.crd import CRD_FOLDERS, crd_errors
+from tests.crd import crd_errors, is_custom_resource
 
 KUBE_VERSION = f"{versions.kubernetes_minor()}.0"
 
@@ -29,12 +29,8 @@ def _objects(synth_dirs, stack) -> list[dict]:
 MODEL_ONLY_GROUPS = {"traefik.io"}
 
 
-def _group(obj: dict) -> str:
-    return obj["apiVersion"].split("/")[0]
-
-
 def _custom(obj: dict) -> bool:
-    return _group(obj) in CRD_FOLDERS or _group(obj) in MODEL_ONLY_GROUPS
+    return is_custom_resource(obj) or obj["apiVersion"].split("/")[0] in MODEL_ONLY_GROUPS
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -58,7 +54,7 @@ def test_strict_core_validation_rejects_a_typo(synth_dirs):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_custom_resources_match_the_upstream_crds(synth_dirs, stack):
-    custom = [o for o in _objects(synth_dirs, stack) if _group(o) in CRD_FOLDERS]
+    custom = [o for o in _objects(synth_dirs, stack) if is_custom_resource(o)]
     assert {"ClusterIssuer", "ApplicationSet", "AppProject", "ClusterSecretStore"} <= {
         o["kind"] for o in custom
     }
