@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  ?= dev
 OUT    ?= build/synth/$(STACK)
 
-.PHONY: help venv synth synth-all test policy cost clean
+.PHONY: help venv synth synth-all test policy cost e2e-tools e2e clean
 
 help:
 	@echo "make synth [STACK=dev|prod|local]  offline synth into build/synth/<stack>/"
@@ -15,6 +15,8 @@ help:
 	@echo "make test                           the whole test suite"
 	@echo "make policy [PATHS=...]             guardrail checker over YAML files or folders"
 	@echo "make cost [STACK=dev]               monthly cost estimate of a stack"
+	@echo "make e2e-tools                      build the Pulumi CLI, providers and control plane (Go)"
+	@echo "make e2e                            real pulumi up/refresh/destroy of the local stack (root)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +47,14 @@ policy: venv
 
 cost: venv
 	$(PY) -m cost --stack $(STACK)
+
+# The real engine, Kubernetes provider and control plane, built from the Go module proxy into
+# ~/.cache/gitops-platform/e2e-tools/<digest of the pins> (E2E_TOOLS_CACHE overrides the folder).
+e2e-tools: venv
+	$(PY) -m e2e.tools.build
+
+e2e: e2e-tools
+	$(PY) -m e2e
 
 clean:
 	rm -rf build

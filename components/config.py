@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -31,6 +32,9 @@ from components.sections import (
 from policy.settings import PolicyConfigError, PolicySettings
 
 NAMESPACE = "platform"
+SECRET_KEYS = frozenset({"gitopsToken"})
+"""Keys set with `pulumi config set --secret`: read where they are used, never validated here
+beyond their type, so their values never reach an error message."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,14 @@ class GitOpsConfig(Section):
         return v.strip("/")
 
 
+class ChartsConfig(Section):
+    """`platform:charts` — where the Helm charts come from."""
+
+    directory: str | None = Field(default=None, min_length=1)
+    """A folder holding each pinned chart as `<chart>-<version>.tgz` (an air-gapped mirror, or
+    the cache `make charts` fills); unset: each chart's upstream repository."""
+
+
 class ServicesConfig(Section):
     """`platform:services`: Rancher on/off, the secrets server, the app namespaces Vault knows."""
 
@@ -308,6 +320,7 @@ class PlatformConfig(Section):
     gitops: GitOpsConfig
     registry: RegistryConfig = RegistryConfig()
     services: ServicesConfig = ServicesConfig()
+    charts: ChartsConfig = ChartsConfig()
     monthly_budget_usd: float | None = Field(default=None, gt=0)
     """The cost estimate (make cost) must stay at or below this; checked by the policy pack."""
     policy: dict[str, Any] = Field(default_factory=dict)
@@ -353,6 +366,33 @@ def _overlaps(cidrs: list[str]) -> list[tuple[str, str]]:
     return [(str(a), str(b)) for i, a in enumerate(nets) for b in nets[i + 1 :] if a.overlaps(b)]
 
 
+def _chart_directory_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
+    """Every chart the stack installs must be in `platform:charts.directory`."""
+    key = f"{NAMESPACE}:charts.directory"
+    assert cfg.charts.directory is not None
+    folder = Path(cfg.charts.directory).expanduser()
+    if not folder.is_dir():
+        return [ConfigIssue(key, f"{cfg.charts.directory!r} is not a directory")]
+    pins = [versions.CERT_MANAGER, versions.EXTERNAL_SECRETS, versions.ARGO_CD]
+    pins.append(versions.OPENBAO if cfg.services.secrets_server == "openbao" else versions.VAULT)
+    if cfg.services.rancher_enabled(cfg.target):
+        pins.append(versions.RANCHER)
+    missing = [
+        f"{p.chart}-{p.version}.tgz"
+        for p in pins
+        if not (folder / f"{p.chart}-{p.version}.tgz").is_file()
+    ]
+    if missing:
+        return [
+            ConfigIssue(
+                key,
+                f"{cfg.charts.directory} has no {', '.join(missing)} "
+                "(`helm pull <repo>/<chart> --version <version>` writes that name)",
+            )
+        ]
+    return []
+
+
 def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
     """Checks that span several keys; run once every key has the right shape."""
     issues: list[ConfigIssue] = []
@@ -366,6 +406,9 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
         for problem in exc.issues:
             key, _, message = problem.partition(": ")
             issues.append(ConfigIssue(key, message))
+
+    if cfg.charts.directory is not None:
+        issues += _chart_directory_issues(cfg)
 
     if cfg.tls.lets_encrypt and not cfg.tls.acme_email:
         add(
@@ -508,8 +551,19 @@ def parse(raw: Mapping[str, Any]) -> PlatformConfig:
         if full_key == "aws:region":
             data["awsRegion"] = value
         elif ns == NAMESPACE:
-            if key not in fields or key == "awsRegion":
-                allowed = ", ".join(sorted(f"{NAMESPACE}:{f}" for f in fields if f != "awsRegion"))
+            if key in SECRET_KEYS:
+                # Decrypted by the engine: a string; read from the stack file: {secure: <cipher>}.
+                stored = isinstance(value, Mapping) and set(value) == {"secure"}
+                if not stored and (not isinstance(value, str) or not value):
+                    issues.append(
+                        ConfigIssue(
+                            full_key,
+                            "must be a non-empty string set with `pulumi config set --secret`",
+                        )
+                    )
+            elif key not in fields or key == "awsRegion":
+                known = (fields - {"awsRegion"}) | SECRET_KEYS
+                allowed = ", ".join(sorted(f"{NAMESPACE}:{f}" for f in known))
                 issues.append(ConfigIssue(full_key, f"unknown key; allowed: {allowed}"))
             else:
                 data[key] = value
@@ -542,7 +596,9 @@ def decode(values: Mapping[str, Any]) -> dict[str, Any]:
     `pulumi new` / `pulumi config set` store objects as JSON strings in the stack file."""
     decoded: dict[str, Any] = {}
     for key, value in values.items():
-        if key.startswith(f"{NAMESPACE}:") or key == "aws:region":
+        if key.removeprefix(f"{NAMESPACE}:") in SECRET_KEYS:
+            decoded[key] = value
+        elif key.startswith(f"{NAMESPACE}:") or key == "aws:region":
             try:
                 decoded[key] = json.loads(value) if isinstance(value, str) else value
             except json.JSONDecodeError:

@@ -83,6 +83,23 @@ ARGO_CD = ChartPin(
     app_version="v3.4.4",
 )
 
+# The real engine of `make e2e` (e2e/tools/): the CLI is the oldest release the module proxy serves
+# at or above the `pulumi` SDK pin (the CLI is backward compatible with older SDKs), and the
+# Kubernetes provider is the release the `pulumi-kubernetes` SDK pin names, so the engine loads
+# the plugin the SDK asks for. tests/test_versions.py checks both against requirements.txt and
+# the go.mod files.
+PULUMI_CLI_VERSION = "3.274.1"
+KUBERNETES_PROVIDER_VERSION = "4.25.0"
+KUBERNETES_PROVIDER_MODULE_VERSION = "v4.0.0-20260115033456-f47bc2d6f199"
+"""The provider module has no tags of its own: the pseudo-version of the v4.25.0 release commit."""
+KWOK_VERSION = "v0.8.0"
+
+
+def kubernetes_release() -> str:
+    """``"v1.34.10"``: the Kubernetes release inside the pinned K3s one (the e2e control plane)."""
+    return K3S_VERSION.partition("+")[0]
+
+
 CHARTS: dict[str, ChartPin] = {
     "rancher": RANCHER,
     "cert-manager": CERT_MANAGER,

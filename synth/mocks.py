@@ -257,14 +257,20 @@ def _csr(m, a, _o):
     return a.name, {"certRequestPem": _fake_pem("CERTIFICATE REQUEST", a.name)}
 
 
-def _random_password(m, a, o):
-    length = int(o.get("length", 32))
-    value = (hashlib.sha256(f"{a.name}/password".encode()).hexdigest() * 4)[:length]
+def _password(m, name: str, length: int) -> str:
+    value = (hashlib.sha256(f"{name}/password".encode()).hexdigest() * 4)[:length]
     m.secret_values.add(value)
-    return a.name, {"result": _secret(value)}
+    return value
+
+
+def _random_password(m, a, o):
+    return a.name, {"result": _secret(_password(m, a.name, int(o.get("length", 32))))}
 
 
 def _dynamic(m, a, o):
+    if o.get("password_length"):
+        value = _password(m, a.name, int(o["password_length"]))
+        return a.name, {"result": _secret(value), "bcrypt_hash": _secret(f"$2b$10${value}")}
     if o.get("kubeconfig_path"):
         ca = _fake_pem("CERTIFICATE", f"{a.name}/ca")
         key = _fake_pem("EC PRIVATE KEY", f"{a.name}/client-key")

@@ -24,6 +24,8 @@ from typing import Any
 import pulumi
 import pulumi.dynamic as dyn
 
+from components.dynamic import is_unknown
+
 DEFAULT_TIMEOUT_SECONDS = 900
 """Covers instance boot, the K3s download and etcd bootstrap with margin."""
 DEFAULT_INTERVAL_SECONDS = 5
@@ -198,6 +200,10 @@ def _log(message: str) -> None:
         print(message, file=sys.stderr)
 
 
+CREDENTIAL_KEYS = ("api_url", "ca_pem", "client_cert_pem", "client_key_pem")
+"""What the gate hands on; a change in any of them is a change of the gate."""
+
+
 class _ApiReadinessProvider(dyn.ResourceProvider):
     def _wait(self, props: dict[str, Any]) -> dict[str, Any]:
         if props.get("kubeconfig_path"):
@@ -224,12 +230,24 @@ class _ApiReadinessProvider(dyn.ResourceProvider):
         return dyn.CreateResult(id_=props["name"], outs=self._wait(props))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dyn.DiffResult:
-        changed = [k for k in news if olds.get(k) != news[k]]
-        # A kubeconfig file can change under the same path (a recreated k3d cluster): re-read it.
-        reread = bool(news.get("kubeconfig_path"))
-        return dyn.DiffResult(
-            changes=bool(changed) or reread, replaces=[], delete_before_replace=False
-        )
+        # `olds` are the saved outputs: compare what the gate was given (or, with a kubeconfig,
+        # what the file says now) with the endpoint and credentials it saved.
+        if news.get("kubeconfig_path"):
+            # The file can change under the same path (a recreated k3d cluster): re-read it.
+            try:
+                text = Path(news["kubeconfig_path"]).expanduser().read_text()
+                creds = credentials_from_kubeconfig(text, news.get("context"))
+                current: dict[str, Any] = {k: getattr(creds, k) for k in CREDENTIAL_KEYS}
+            except (OSError, ValueError, KeyError):
+                current = {}
+            changed = not current or any(
+                news.get(k) != olds.get(k) for k in ("kubeconfig_path", "context")
+            )
+        else:
+            current = {k: news.get(k) for k in CREDENTIAL_KEYS}
+            changed = any(is_unknown(v) for v in current.values())
+        changed = changed or any(current.get(k) != olds.get(k) for k in CREDENTIAL_KEYS)
+        return dyn.DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dyn.UpdateResult:
         return dyn.UpdateResult(outs=self._wait(news))

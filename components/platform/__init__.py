@@ -14,6 +14,7 @@ import pulumi
 from components.cluster_access import ClusterAccess
 from components.config import PlatformConfig
 from components.platform.argocd import ArgoCd, ArgoCdArgs
+from components.platform.base import ChartSource
 from components.platform.cert_manager import CertManager, CertManagerArgs, Route53Zone
 from components.platform.dns import DnsRecords, DnsRecordsArgs, apps_domain, hostnames
 from components.platform.external_secrets import ExternalSecrets, ExternalSecretsArgs
@@ -53,6 +54,7 @@ class Platform(pulumi.ComponentResource):
         cfg = args.config
         services = cfg.services
         child = pulumi.ResourceOptions(parent=self)
+        charts = ChartSource(cfg.charts.directory)
         hosts = hostnames(cfg.dns.domain, access.ingress_ip)
         if cfg.dns.domain and cfg.dns.hosted_zone_id:
             DnsRecords(
@@ -69,6 +71,7 @@ class Platform(pulumi.ComponentResource):
             f"{name}-cert-manager",
             access,
             CertManagerArgs(
+                charts=charts,
                 lets_encrypt=cfg.tls.lets_encrypt,
                 acme_server=cfg.acme_server,
                 acme_email=cfg.tls.acme_email,
@@ -86,6 +89,7 @@ class Platform(pulumi.ComponentResource):
                 f"{name}-rancher",
                 access,
                 RancherArgs(
+                    charts=charts,
                     hostname=hosts["rancher"],
                     cluster_issuer=certs.issuer_name,
                     production=cfg.production,
@@ -100,6 +104,7 @@ class Platform(pulumi.ComponentResource):
             f"{name}-vault",
             access,
             VaultArgs(
+                charts=charts,
                 flavor=services.secrets_server,
                 production=cfg.production,
                 app_namespaces=tuple(services.app_namespaces),
@@ -132,6 +137,7 @@ class Platform(pulumi.ComponentResource):
             f"{name}-external-secrets",
             access,
             ExternalSecretsArgs(
+                charts=charts,
                 vault_address=vault.address,
                 vault_namespace=vault.namespace,
                 ca_secret=vault.ca_secret,
@@ -144,6 +150,7 @@ class Platform(pulumi.ComponentResource):
             f"{name}-argocd",
             access,
             ArgoCdArgs(
+                charts=charts,
                 config=cfg,
                 hostname=hosts["argocd"],
                 apps_domain=pulumi.Output.from_input(access.ingress_ip).apply(

@@ -9,7 +9,6 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-import pulumi_random as random
 
 from components import versions
 from components.argocd.gitops import (
@@ -23,7 +22,14 @@ from components.argocd.gitops import (
 )
 from components.cluster_access import ClusterAccess
 from components.config import PlatformConfig
-from components.platform.base import chart_release, create_chain, k8s_opts
+from components.password import GeneratedPassword
+from components.platform.base import (
+    ChartSource,
+    chart_release,
+    create_chain,
+    k8s_opts,
+    owned_namespace,
+)
 from components.platform.cert_manager import INGRESS_CLASS
 
 REPO_SECRET = "gitops-repo"
@@ -46,6 +52,8 @@ class ArgoCdArgs:
     """HTTPS token for a private repository (a Pulumi secret); None for a public one."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     """The issuer objects (Ingress annotation) and the ClusterSecretStore the apps use."""
+    charts: ChartSource = ChartSource()
+    """Where the release's chart comes from (`platform:charts`)."""
 
     def __post_init__(self) -> None:
         if not self.cluster_issuer or not self.secret_store:
@@ -70,7 +78,8 @@ class ArgoCdArgs:
 def release_values(args: ArgoCdArgs, admin_password_bcrypt: pulumi.Input[str]) -> dict[str, Any]:
     values: dict[str, Any] = {
         "global": {"domain": args.hostname},
-        "crds": {"install": True, "keep": True},
+        # Like cert-manager's: the CRDs (and every Application) go with a `pulumi destroy`.
+        "crds": {"install": True, "keep": False},
         "configs": {
             # TLS ends at Traefik; the server behind it speaks plain HTTP.
             "params": {"server.insecure": True},
@@ -118,19 +127,18 @@ class ArgoCd(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("platform:argocd:ArgoCd", name, None, opts)
-        password = random.RandomPassword(
-            f"{name}-admin-password",
-            length=24,
-            special=False,
-            opts=pulumi.ResourceOptions(parent=self),
+        password = GeneratedPassword(
+            f"{name}-admin-password", length=24, opts=pulumi.ResourceOptions(parent=self)
         )
         self.admin_password = pulumi.Output.secret(password.result)
+        namespace = owned_namespace(f"{name}-namespace", self, access, ARGOCD_NAMESPACE)
         self.release = chart_release(
             f"{name}-release",
             self,
             access,
             versions.ARGO_CD,
-            namespace=ARGOCD_NAMESPACE,
+            namespace=namespace,
+            charts=args.charts,
             release_name="argocd",
             values=release_values(args, pulumi.Output.secret(password.bcrypt_hash)),
             depends_on=args.depends_on,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -15,6 +17,28 @@ RELEASE_TIMEOUT_SECONDS = 900
 """Rancher and a first cert-manager install take several minutes on a fresh cluster."""
 
 
+@dataclass(frozen=True)
+class ChartSource:
+    """Where the releases take their charts from: each pin's repository, or with a `directory`
+    (`platform:charts.directory`: an air-gapped mirror, the chart cache) the packaged archive
+    `<directory>/<chart>-<version>.tgz`, the name `helm pull` and `helm package` give it."""
+
+    directory: str | None = None
+
+    def archive(self, pin: ChartPin) -> Path:
+        assert self.directory is not None
+        return Path(self.directory).expanduser().resolve() / f"{pin.chart}-{pin.version}.tgz"
+
+    def release_args(self, pin: ChartPin) -> dict[str, Any]:
+        if self.directory is None:
+            return {
+                "chart": pin.chart,
+                "version": pin.version,
+                "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=pin.repo),
+            }
+        return {"chart": str(self.archive(pin))}
+
+
 def k8s_opts(
     parent: pulumi.Resource, access: ClusterAccess, *depends_on: pulumi.Resource
 ) -> pulumi.ResourceOptions:
@@ -24,34 +48,47 @@ def k8s_opts(
     )
 
 
+def owned_namespace(
+    name: str,
+    parent: pulumi.Resource,
+    access: ClusterAccess,
+    namespace: str,
+    *depends_on: pulumi.Resource,
+) -> k8s.core.v1.Namespace:
+    """A release's namespace as a resource of the stack: Helm's `--create-namespace` leaves the
+    namespace behind on uninstall, this one is deleted by `pulumi destroy` with all it holds."""
+    return k8s.core.v1.Namespace(
+        name, metadata={"name": namespace}, opts=k8s_opts(parent, access, *depends_on)
+    )
+
+
 def chart_release(
     name: str,
     parent: pulumi.Resource,
     access: ClusterAccess,
     pin: ChartPin,
     *,
-    namespace: str,
+    namespace: k8s.core.v1.Namespace,
     values: pulumi.Input[Mapping[str, Any]],
+    charts: ChartSource,
     release_name: str | None = None,
     skip_await: bool = False,
     depends_on: Sequence[pulumi.Resource] = (),
 ) -> k8s.helm.v3.Release:
-    """A Helm release of a pinned chart (helm.v3.Release runs the charts' hooks)."""
+    """A Helm release of a pinned chart (helm.v3.Release runs the charts' hooks) in a namespace
+    the stack owns (`owned_namespace`)."""
     return k8s.helm.v3.Release(
         name,
         k8s.helm.v3.ReleaseArgs(
             name=release_name or pin.chart,
-            chart=pin.chart,
-            version=pin.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=pin.repo),
-            namespace=namespace,
-            create_namespace=True,
+            **charts.release_args(pin),
+            namespace=namespace.metadata["name"],
             values=values,
             skip_await=skip_await,
             timeout=RELEASE_TIMEOUT_SECONDS,
             cleanup_on_fail=True,
         ),
-        opts=k8s_opts(parent, access, *depends_on),
+        opts=k8s_opts(parent, access, namespace, *depends_on),
     )
 
 

@@ -29,7 +29,7 @@ import pulumi_aws as aws
 
 from components import versions
 from components.cluster_access import CONTROL_PLANE_SELECTOR, SERVER_TOLERATIONS, ClusterAccess
-from components.platform.base import chart_release, create_chain
+from components.platform.base import ChartSource, chart_release, create_chain, owned_namespace
 
 NAMESPACE = "cert-manager"
 STAGING_ISSUER = "letsencrypt-staging"
@@ -67,6 +67,8 @@ class CertManagerArgs:
     """Production stacks also get the production issuer."""
     zone: Route53Zone | None = None
     """Solve DNS-01 in this Route53 zone (AWS stacks with `platform:dns.hostedZoneId`)."""
+    charts: ChartSource = ChartSource()
+    """Where the release's chart comes from (`platform:charts`)."""
 
     def __post_init__(self) -> None:
         if self.acme_server not in ACME_DIRECTORIES:
@@ -82,8 +84,9 @@ class CertManagerArgs:
 
 
 def release_values(args: CertManagerArgs) -> dict[str, Any]:
-    # crds.keep: uninstalling the chart must not delete the CRDs and with them every Certificate.
-    values: dict[str, Any] = {"crds": {"enabled": True, "keep": True}}
+    # The CRDs go with the release, so `pulumi destroy` leaves nothing behind. The release is
+    # never replaced (fixed name and namespace), so only a destroy uninstalls it.
+    values: dict[str, Any] = {"crds": {"enabled": True, "keep": False}}
     if args.zone is not None:
         # Route53 credentials come from the node role through IMDS; only the servers' role may
         # change the zone, so the controller runs there.
@@ -232,12 +235,14 @@ class CertManager(pulumi.ComponentResource):
     ) -> None:
         super().__init__("platform:cert_manager:CertManager", name, None, opts)
         self.issuer_name = args.issuer_name
+        namespace = owned_namespace(f"{name}-namespace", self, access, NAMESPACE)
         self.release = chart_release(
             f"{name}-release",
             self,
             access,
             versions.CERT_MANAGER,
-            namespace=NAMESPACE,
+            namespace=namespace,
+            charts=args.charts,
             values=release_values(args),
         )
         if args.zone is not None:

@@ -10,7 +10,7 @@ import pulumi
 
 from components import versions
 from components.cluster_access import ClusterAccess
-from components.platform.base import chart_release, custom_resource
+from components.platform.base import ChartSource, chart_release, custom_resource, owned_namespace
 from components.vault.bootstrap import (
     AUDIENCE,
     EXTERNAL_SECRETS_NAMESPACE,
@@ -35,6 +35,8 @@ class ExternalSecretsArgs:
     """Secret in `vault_namespace` whose `ca.crt` verifies `vault_address`."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     """The Vault bootstrap: the store's role must exist before ESO logs in with it."""
+    charts: ChartSource = ChartSource()
+    """Where the release's chart comes from (`platform:charts`)."""
 
     def __post_init__(self) -> None:
         if not self.vault_address.startswith("https://"):
@@ -91,12 +93,14 @@ class ExternalSecrets(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("platform:external_secrets:ExternalSecrets", name, None, opts)
+        namespace = owned_namespace(f"{name}-namespace", self, access, EXTERNAL_SECRETS_NAMESPACE)
         self.release = chart_release(
             f"{name}-release",
             self,
             access,
             versions.EXTERNAL_SECRETS,
-            namespace=EXTERNAL_SECRETS_NAMESPACE,
+            namespace=namespace,
+            charts=args.charts,
             release_name=EXTERNAL_SECRETS_SERVICE_ACCOUNT,
             values={"installCRDs": True},
         )

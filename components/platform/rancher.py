@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import pulumi_random as random
 
 from components import versions
 from components.cluster_access import ClusterAccess
-from components.platform.base import chart_release
+from components.password import GeneratedPassword
+from components.platform.base import ChartSource, chart_release, owned_namespace
 from components.platform.cert_manager import PRODUCTION_ISSUER
 
 # The chart refuses any other namespace or release name.
@@ -30,6 +30,8 @@ class RancherArgs:
     """Three replicas kept on different nodes; one otherwise."""
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
     """The issuer objects: the Ingress annotation names one that must exist."""
+    charts: ChartSource = ChartSource()
+    """Where the release's chart comes from (`platform:charts`)."""
 
     def __post_init__(self) -> None:
         if not self.cluster_issuer:
@@ -71,19 +73,18 @@ class Rancher(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("platform:rancher:Rancher", name, None, opts)
-        password = random.RandomPassword(
-            f"{name}-bootstrap-password",
-            length=24,
-            special=False,
-            opts=pulumi.ResourceOptions(parent=self),
+        password = GeneratedPassword(
+            f"{name}-bootstrap-password", length=24, opts=pulumi.ResourceOptions(parent=self)
         )
         self.bootstrap_password = pulumi.Output.secret(password.result)
+        namespace = owned_namespace(f"{name}-namespace", self, access, NAMESPACE)
         self.release = chart_release(
             f"{name}-release",
             self,
             access,
             versions.RANCHER,
-            namespace=NAMESPACE,
+            namespace=namespace,
+            charts=args.charts,
             release_name=RELEASE_NAME,
             values=release_values(args, self.bootstrap_password),
             depends_on=args.depends_on,

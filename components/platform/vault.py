@@ -23,7 +23,13 @@ from components.cluster_access import (
     AwsFacts,
     ClusterAccess,
 )
-from components.platform.base import chart_release, create_chain, custom_resource, k8s_opts
+from components.platform.base import (
+    ChartSource,
+    chart_release,
+    create_chain,
+    custom_resource,
+    k8s_opts,
+)
 from components.platform.cert_manager import INGRESS_CLASS, private_ca
 from components.vault.bootstrap import platform_spec
 from components.vault.provider import VaultBootstrap
@@ -70,6 +76,8 @@ class VaultArgs:
     """Public name of the UI and API (an Ingress through Traefik); None: in-cluster only."""
     cluster_issuer: str | None = None
     """ClusterIssuer of the public name's certificate."""
+    charts: ChartSource = ChartSource()
+    """Where the release's chart comes from (`platform:charts`)."""
 
     def __post_init__(self) -> None:
         if (self.hostname is None) != (self.cluster_issuer is None):
@@ -339,7 +347,8 @@ class Vault(pulumi.ComponentResource):
             self,
             access,
             flavor.chart,
-            namespace=self.namespace,
+            namespace=namespace,
+            charts=args.charts,
             release_name=flavor.name,
             values=pulumi.Output.all(seal_of(access.aws), args.hostname).apply(
                 lambda a: release_values(args, a[0], a[1])

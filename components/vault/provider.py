@@ -26,6 +26,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from components.dynamic import is_unknown
 from components.vault.bootstrap import (
     K8S_NAME_RE,
     SECRET_OUTPUTS,
@@ -114,6 +115,30 @@ def _comparable_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return spec | {"kubernetes": kube | {"token_reviewer_jwt": f"sha256:{digest}"}}
 
 
+SEAL_CHECK_TIMEOUT = 5
+"""Seconds a diff waits for Vault's seal status before it assumes there is nothing to unseal."""
+
+
+def _sealed(props: dict[str, Any]) -> bool:
+    """Whether the server behind `props` reports itself sealed (False when it cannot be asked)."""
+    import hvac
+    import requests
+
+    keys = ("base_url", "ca_pem", "client_cert_pem", "client_key_pem")
+    if any(is_unknown(props.get(k)) for k in keys) or not props.get("base_url"):
+        return False
+    tls = (props.get("ca_pem"), props.get("client_cert_pem"), props.get("client_key_pem"))
+    with pem_files(*tls) as (verify, cert):
+        client = hvac.Client(
+            url=props["base_url"], verify=verify, cert=cert, timeout=SEAL_CHECK_TIMEOUT
+        )
+        try:
+            return bool(client.sys.read_seal_status()["sealed"])
+        except (requests.RequestException, hvac.exceptions.VaultError, KeyError, ValueError) as exc:
+            _report(f"could not read the seal status ({exc}); an `up` once it answers unseals it")
+            return False
+
+
 class VaultBootstrapProvider(ResourceProvider):
     """Create/update run `bootstrap()`; delete leaves Vault alone (it cannot be un-initialised).
 
@@ -123,13 +148,11 @@ class VaultBootstrapProvider(ResourceProvider):
     """
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
-        from pulumi.runtime import rpc
-
         failures = []
 
         def known(key: str) -> Any:
             value = news.get(key)
-            return None if value == rpc.UNKNOWN else value
+            return None if is_unknown(value) else value
 
         base_url = known("base_url")
         if base_url is not None and not str(base_url).startswith(("https://", "http://")):
@@ -154,13 +177,14 @@ class VaultBootstrapProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # Connection inputs (a re-minted client certificate, a new endpoint) change nothing in
         # Vault; a run that stopped early is finished by an update. A Shamir-sealed server seals
-        # itself on every restart and only an update unseals it, so those are always updated
-        # (an update that finds nothing to do changes nothing).
+        # itself on every restart and only an update unseals it: ask the server whether it is
+        # sealed, so a running one shows no change.
         changed = _comparable_spec(news.get("spec") or {}) != olds.get("spec")
         unfinished = olds.get("converged") is False
         shamir = (news.get("spec") or {}).get("seal") == "shamir"
+        sealed = shamir and not (changed or unfinished) and _sealed(news)
         return DiffResult(
-            changes=changed or unfinished or shamir,
+            changes=changed or unfinished or sealed,
             replaces=[],
             delete_before_replace=False,
         )

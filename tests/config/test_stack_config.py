@@ -88,3 +88,32 @@ def test_defaults_derive_from_production():
 )
 def test_instance_arch(itype: str, arch: str | None):
     assert config.instance_arch(itype) == arch
+
+
+def test_chart_directory_must_hold_every_chart_the_stack_installs(tmp_path: Path):
+    from components import versions
+
+    raw = _config(REPO / "stacks" / "Pulumi.local.yaml")
+    raw["platform:charts"] = {"directory": str(tmp_path)}
+    needed = [versions.CERT_MANAGER, versions.EXTERNAL_SECRETS, versions.ARGO_CD, versions.VAULT]
+    for pin in needed[1:]:
+        (tmp_path / f"{pin.chart}-{pin.version}.tgz").write_bytes(b"")
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(raw)
+    (issue,) = err.value.issues
+    assert issue.key == "platform:charts.directory"
+    assert f"cert-manager-{versions.CERT_MANAGER.version}.tgz" in issue.message
+    (tmp_path / f"cert-manager-{versions.CERT_MANAGER.version}.tgz").write_bytes(b"")
+    assert config.parse(raw).charts.directory == str(tmp_path)
+
+
+def test_the_gitops_token_is_never_echoed():
+    raw = _config(REPO / "stacks" / "Pulumi.local.yaml")
+    raw["platform:gitopsToken"] = {"secure": "v1:cipher"}
+    assert config.parse(raw).environment == "local"
+    raw["platform:gitopsToken"] = "plain-token-from-the-engine"
+    assert config.parse(raw).environment == "local"
+    raw["platform:gitopsToken"] = ["plain-token-in-a-list"]
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(raw)
+    assert "plain-token" not in str(err.value)

@@ -40,6 +40,8 @@ class Recorder(pulumi.runtime.Mocks):
         state = unwrap(args.inputs)
         if args.typ == "random:index/randomPassword:RandomPassword":
             state |= {"result": PASSWORD, "bcryptHash": BCRYPT}
+        if args.typ == "pulumi-python:dynamic:Resource" and "password_length" in state:
+            state |= {"result": PASSWORD, "bcrypt_hash": BCRYPT}
         return f"{args.name}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:

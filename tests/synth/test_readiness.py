@@ -269,4 +269,35 @@ def test_local_gate_keeps_only_its_context_and_rereads_the_file(api, pki, tmp_pa
     stored = yaml.safe_load(outs["kubeconfig"])
     assert [c["name"] for c in stored["contexts"]] == ["k3d-platform"]
     assert "other-token" not in outs["kubeconfig"]
-    assert provider.diff("gate", outs, props).changes, "the file is read again on every up"
+    assert not provider.diff("gate", outs, props).changes, "the same file: nothing to do"
+
+    # A recreated cluster under the same path: new credentials in the file are a change.
+    path.write_text(yaml.safe_dump(other | {"current-context": "elsewhere"}))
+    assert provider.diff("gate", outs, props | {"context": "elsewhere"}).changes
+    ours["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
+    path.write_text(yaml.safe_dump(ours))
+    assert provider.diff("gate", outs, props).changes
+    path.unlink()
+    assert provider.diff("gate", outs, props).changes, "a missing file is a change, not a crash"
+
+
+def test_gate_with_credentials_changes_only_when_they_do(api, pki):
+    from pulumi.output import Unknown
+
+    from components.k3s.readiness import _ApiReadinessProvider
+
+    creds = _creds(api, pki)
+    props = {
+        "name": "gate",
+        "api_url": creds.api_url,
+        "ca_pem": creds.ca_pem,
+        "client_cert_pem": creds.client_cert_pem,
+        "client_key_pem": creds.client_key_pem,
+        "timeout_seconds": 5,
+        "kubeconfig": None,
+    }
+    provider = _ApiReadinessProvider()
+    outs = provider.create(props).outs
+    assert not provider.diff("gate", outs, props).changes
+    assert provider.diff("gate", outs, props | {"api_url": Unknown()}).changes
+    assert provider.diff("gate", outs, props | {"ca_pem": "another CA"}).changes

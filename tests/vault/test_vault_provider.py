@@ -19,6 +19,7 @@ import hvac
 import pulumi
 import pytest
 from pulumi.dynamic.dynamic import serialize_provider
+from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
 from components.vault.bootstrap import WaitTimeout, platform_spec
@@ -125,8 +126,10 @@ def test_check_names_each_bad_input():
     ]
 
 
-def test_check_accepts_unknown_url_during_preview():
-    inputs = {"base_url": rpc.UNKNOWN, "spec": platform_spec().to_dict()}
+@pytest.mark.parametrize("unknown", [rpc.UNKNOWN, Unknown()], ids=["sentinel", "object"])
+def test_check_accepts_unknown_url_during_preview(unknown):
+    """The dynamic-provider host passes unknown inputs as `Unknown` objects; mocks as a string."""
+    inputs = {"base_url": unknown, "spec": platform_spec().to_dict()}
     assert VaultBootstrapProvider().check({}, inputs).failures == []
 
 
@@ -195,11 +198,23 @@ def test_root_token_and_keys_are_secret_outputs():
     assert opts.protect
 
 
-def test_a_shamir_vault_is_checked_on_every_up():
-    """A Shamir server seals itself when it restarts; only an update unseals it again."""
+def test_a_shamir_vault_is_updated_only_while_sealed(start_bao):
+    """A Shamir server seals itself when it restarts and only an update unseals it; a running
+    one shows no change, so a second `up` is quiet (`--expect-no-changes`)."""
+    server = start_bao(seal="shamir", tls=True)
     provider = VaultBootstrapProvider()
-    spec = platform_spec(seal="shamir", kubernetes_host="https://kubernetes.default.svc").to_dict()
-    olds = {"spec": spec, "converged": True}
-    assert provider.diff("id", olds, {"spec": spec}).changes
+    spec = platform_spec(seal="shamir", kubernetes_host="https://kubernetes.default.svc")
+    inputs = _inputs(server, spec)
+    olds = {"spec": spec.to_dict(), "converged": True}
+    assert provider.diff("id", olds, inputs).changes
+
+    client = server.client()
+    answer = client.sys.initialize(secret_shares=1, secret_threshold=1)
+    client.sys.submit_unseal_key(answer["keys"][0])
+    assert not provider.diff("id", olds, inputs).changes
+    unreachable = inputs | {"base_url": "https://127.0.0.1:9"}
+    assert not provider.diff("id", olds, unreachable).changes
+    assert not provider.diff("id", olds, inputs | {"base_url": rpc.UNKNOWN}).changes
+
     auto = platform_spec(seal="auto", kubernetes_host="https://kubernetes.default.svc").to_dict()
     assert not provider.diff("id", {"spec": auto, "converged": True}, {"spec": auto}).changes
