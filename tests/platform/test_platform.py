@@ -168,3 +168,37 @@ def test_root_objects_do_not_depend_on_the_domain(platforms):
     for r in platforms["local"].resources.values():
         if r.type.startswith("kubernetes:argoproj.io"):
             assert "sslip" not in " ".join(plaintext(r.inputs)), r.name
+
+
+@pytest.mark.parametrize("stack", ["dev", "local"])
+def test_every_release_installs_into_a_namespace_the_stack_owns(platforms, stack):
+    """Helm's --create-namespace would leave the namespace behind on `pulumi destroy`."""
+    rec = platforms[stack]
+    namespaces = {
+        unwrap(r.inputs)["metadata"]["name"]: r.name for r in rec.by_type("core/v1:Namespace")
+    }
+    for release in rec.by_type(RELEASE):
+        inputs = unwrap(release.inputs)
+        assert not inputs.get("createNamespace"), release.name
+        assert namespaces[inputs["namespace"]] in rec.dependencies(release.name), release.name
+
+
+def test_charts_come_from_the_configured_directory(tmp_path):
+    from components import versions
+    from components.config import parse
+    from components.platform import Platform, PlatformArgs
+    from tests.platform.conftest import STACKS, fake_access, synthesize
+
+    for pin in versions.CHARTS.values():
+        (tmp_path / f"{pin.chart}-{pin.version}.tgz").write_bytes(b"")
+    cfg = parse({**STACKS["local"], "platform:charts": {"directory": str(tmp_path)}})
+
+    def program() -> None:
+        Platform("platform", fake_access(False, "127.0.0.1"), PlatformArgs(config=cfg))
+
+    releases = synthesize(program).by_type(RELEASE)
+    assert len(releases) == 4
+    for release in releases:
+        inputs = unwrap(release.inputs)
+        assert inputs["chart"].startswith(f"{tmp_path}/") and inputs["chart"].endswith(".tgz")
+        assert "repositoryOpts" not in inputs and "version" not in inputs
