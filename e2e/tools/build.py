@@ -108,8 +108,12 @@ def run(step: str, cmd: list[str], cwd: Path) -> str:
 
 
 def module_dir(cwd: Path, module: str) -> Path:
-    out = run(f"locate {module}", ["go", "list", "-m", "-f", "{{.Dir}}", module], cwd)
-    return Path(out.strip())
+    """The module's source folder, downloading it first (on a cold cache it is not there yet)."""
+    out = run(f"download {module}", ["go", "mod", "download", "-json", module], cwd)
+    folder = json.loads(out).get("Dir")
+    if not folder:
+        raise BuildError(f"`go mod download {module}` gave no source folder:\n{out}")
+    return Path(folder)
 
 
 def build_pulumi(out: Path) -> None:
@@ -272,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         else:
             target = build()
-    except BuildError as exc:
+    except (BuildError, OSError, ValueError) as exc:
         print(f"e2e tools: {exc}", file=sys.stderr)
         return 1
     print(target)
