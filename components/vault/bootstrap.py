@@ -3,14 +3,16 @@
 Plain code, independent of Pulumi: `provider.py` wraps it in a dynamic resource, and it runs just as
 well from a script against any server that speaks the Vault API.
 
-Every configuration step reads the server's state first and writes only what differs, so a second
-run changes nothing and a run that stopped after any step converges on the next one. The root token
-and the unseal/recovery keys exist only in `BootstrapResult`; its repr hides them and `secrets()`
-hands them out explicitly.
+Every configuration step reads the server's state first and writes the whole object the spec owns
+when any of its fields differs, so a second run changes nothing and a run that stopped after any
+step converges on the next one. The root token and the unseal/recovery keys live in
+`BootstrapResult` (its repr hides them and `secrets()` hands them out explicitly) and, from the
+moment the server answers the init request until the caller holds them durably, in an `InitStore`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import re
@@ -18,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import hvac
 import requests
@@ -85,6 +87,17 @@ class TokenRejected(BootstrapError):
 
 class WaitTimeout(BootstrapError, TimeoutError):
     """A bounded wait ran out; the message names what was awaited and the last state seen."""
+
+
+class InitInterrupted(BootstrapError):
+    """Vault was initialised by a run that died during the init request: its answer is lost.
+
+    The message says what to wipe so that the next run can initialise Vault again.
+    """
+
+
+class UnexpectedAnswer(BootstrapError):
+    """Something other than Vault answered; the message names the address and the answer."""
 
 
 @dataclass(frozen=True)
@@ -334,6 +347,35 @@ class BootstrapResult:
         )
 
 
+@dataclass(frozen=True)
+class InitRecord:
+    """What an `InitStore` holds: an init request was sent at `started`, and its answer if known."""
+
+    started: str
+    """UTC time (ISO 8601) just before the init request went out."""
+    answer: BootstrapResult | None = field(default=None, repr=False)
+    """Root token and keys; None while the request is under way (or when its answer was lost)."""
+
+
+class InitStore(Protocol):
+    """Durable storage for the init answer until the caller holds it durably.
+
+    `bootstrap` saves a record without answer just before the init request and the answer right
+    after it, and deletes the record once `previous` (which the caller keeps durably) opens Vault.
+    """
+
+    where: str
+    """Where the record lives, for messages (e.g. `Secret vault/vault-bootstrap-init`)."""
+    wipe_steps: str
+    """How to delete the storage of every Vault replica, for the lost-answer message."""
+
+    def load(self) -> InitRecord | None: ...
+
+    def save(self, record: InitRecord) -> None: ...
+
+    def delete(self) -> None: ...
+
+
 def key_kind(spec: BootstrapSpec) -> KeyKind:
     """Auto-unseal servers hand out recovery keys; shamir servers unseal keys."""
     return "recovery" if spec.seal == "auto" else "unseal"
@@ -376,6 +418,55 @@ def wait_until(
             progress(f"still waiting for {what} ({now - start:.0f}s of {timeout:g}s): {state}")
             next_report = now + report_every
         time.sleep(interval)
+
+
+def _shown(answer: Any) -> str:
+    """A short description of an answer that is not what Vault sends; never values of a dict."""
+    if isinstance(answer, dict):
+        return f"JSON with the keys {sorted(answer)[:12]}"
+    if isinstance(answer, requests.Response):
+        kind = answer.headers.get("Content-Type", "no content type")
+        return f"HTTP {answer.status_code} ({kind}): {answer.text[:200]!r}"
+    return f"{type(answer).__name__} {str(answer)[:200]!r}"
+
+
+def _refuse_non_json(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    # hvac hands a 200 answer that is not JSON back as a Response object, which callers then index
+    # like a dict; a Vault API never sends one, so whatever sent it is not Vault.
+    if response.status_code != 200 or not response.content:
+        return
+    try:
+        response.json()
+    except ValueError:
+        raise UnexpectedAnswer(
+            f"{response.url.split('?')[0]} is not a Vault API: it answered {_shown(response)}"
+        ) from None
+
+
+def refuse_foreign_answers(client: hvac.Client) -> hvac.Client:
+    """Make every 200 answer that is not JSON raise `UnexpectedAnswer` naming URL and content."""
+    hooks = client.session.hooks.setdefault("response", [])
+    if _refuse_non_json not in hooks:
+        hooks.append(_refuse_non_json)
+    return client
+
+
+def _answer(client: hvac.Client, what: str, answer: Any, *keys: str) -> dict[str, Any]:
+    """`answer` if it is a dict holding `keys`; otherwise `UnexpectedAnswer` naming the address."""
+    if isinstance(answer, dict) and all(key in answer for key in keys):
+        return answer
+    raise UnexpectedAnswer(f"Vault at {client.url} answered {what} with {_shown(answer)}")
+
+
+def read_seal_status(client: hvac.Client) -> dict[str, Any]:
+    """`sys/seal-status`, checked to be Vault's answer."""
+    try:
+        answer = client.sys.read_seal_status()
+    except (hvac_errors.VaultError, requests.RequestException) as exc:
+        raise BootstrapError(
+            f"cannot read the seal status of Vault at {client.url}: {exc}"
+        ) from exc
+    return _answer(client, "sys/seal-status", answer, "type", "initialized", "sealed")
 
 
 def read_health(client: hvac.Client) -> dict[str, Any]:
@@ -421,8 +512,8 @@ def wait_until_active(client: hvac.Client, *, timeout: float, progress: Progress
             return False, "not initialised"
         if health["sealed"]:
             return False, "sealed"
-        leader = client.sys.read_leader_status()
-        if not leader.get("ha_enabled") or leader.get("is_self") or leader.get("leader_address"):
+        leader = _answer(client, "sys/leader", client.sys.read_leader_status(), "ha_enabled")
+        if not leader["ha_enabled"] or leader.get("is_self") or leader.get("leader_address"):
             return True, "active"
         return False, "unsealed, no leader elected yet"
 
@@ -441,30 +532,52 @@ def init_parameters(spec: BootstrapSpec) -> dict[str, int]:
     return {"secret_shares": spec.key_shares, "secret_threshold": spec.key_threshold}
 
 
-def initialise(client: hvac.Client, spec: BootstrapSpec, progress: Progress) -> BootstrapResult:
+def initialise(
+    client: hvac.Client,
+    spec: BootstrapSpec,
+    progress: Progress,
+    store: InitStore | None = None,
+) -> BootstrapResult:
     """Initialise an uninitialised server and return its root token and keys.
 
-    The result is the only copy of these secrets: keep it before doing anything else.
+    With a `store`, a record of the request is saved before it goes out and the answer right after
+    it arrives, so only a death during the request itself can lose the answer, and the next run
+    can tell that it happened. Without one, the result is the only copy: keep it at once.
     """
     params = init_parameters(spec)
+    started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    if store is not None:
+        store.save(InitRecord(started))
     progress(f"initialising Vault at {client.url} ({spec.seal} seal, {params})")
     try:
         response = client.sys.initialize(**params)
     except (hvac_errors.VaultError, requests.RequestException) as exc:
         raise BootstrapError(f"initialising Vault at {client.url} failed: {exc}") from exc
     field_name = "recovery_keys_base64" if spec.seal == "auto" else "keys_base64"
-    keys = tuple(response.get(field_name) or ())
-    if len(keys) != spec.key_shares or not response.get("root_token"):
+    answer = _answer(client, "sys/init", response, "root_token", field_name)
+    result = BootstrapResult(
+        root_token=answer["root_token"],
+        keys=tuple(answer[field_name] or ()),
+        key_kind=key_kind(spec),
+        changed=("init",),
+    )
+    if store is not None:
+        try:
+            store.save(InitRecord(started, result))
+        except BootstrapError as exc:
+            raise BootstrapError(
+                f"Vault at {client.url} is initialised but its answer could not be kept in "
+                f"{store.where}: {exc}",
+                partial=result,
+            ) from exc
+        progress(f"kept the init answer in {store.where} until the caller holds it")
+    if len(result.keys) != spec.key_shares or not result.root_token:
         raise BootstrapError(
             f"Vault at {client.url} answered sys/init without the expected {spec.key_shares} "
-            f"{field_name} and root token (got {len(keys)} keys)",
-            partial=BootstrapResult(
-                root_token=response.get("root_token", ""), keys=keys, key_kind=key_kind(spec)
-            ),
+            f"{field_name} and root token (got {len(result.keys)} keys)",
+            partial=result,
         )
-    return BootstrapResult(
-        root_token=response["root_token"], keys=keys, key_kind=key_kind(spec), changed=("init",)
-    )
+    return result
 
 
 def unseal(client: hvac.Client, keys: Sequence[str], progress: Progress) -> None:
@@ -485,7 +598,7 @@ def unseal(client: hvac.Client, keys: Sequence[str], progress: Progress) -> None
                 f"Vault at {client.url} rejected unseal key {number} of {len(keys)} "
                 f"({type(exc).__name__}); are these the keys of this server?"
             ) from None
-        if not status["sealed"]:
+        if not _answer(client, "sys/unseal", status, "sealed")["sealed"]:
             return
     raise BootstrapError(
         f"Vault at {client.url} is still sealed after all {len(keys)} unseal keys; "
@@ -495,149 +608,200 @@ def unseal(client: hvac.Client, keys: Sequence[str], progress: Progress) -> None
 
 def _verify_token(client: hvac.Client, source: str) -> None:
     try:
-        client.auth.token.lookup_self()
+        answer = client.auth.token.lookup_self()
     except (hvac_errors.Forbidden, hvac_errors.Unauthorized):
         raise TokenRejected(
             f"Vault at {client.url} rejected {source} (permission denied): it is wrong, expired "
             "or revoked. Supply the current root token (`bao operator generate-root` or "
             "`vault operator generate-root` makes a new one with the unseal/recovery keys)."
         ) from None
+    _answer(client, "auth/token/lookup-self", answer, "data")
 
 
 @dataclass(frozen=True)
 class Step:
-    """One idempotent configuration step; `apply` returns True when it wrote something."""
+    """One idempotent configuration step.
+
+    `apply` returns what it wrote: "" for nothing, else `created`, `deleted`, or `repaired ` and
+    the fields that differed from the spec.
+    """
 
     name: str
-    apply: Callable[[hvac.Client], bool]
+    apply: Callable[[hvac.Client], str]
 
 
-def _ensure_kv_v2(client: hvac.Client, mount: KvMount) -> bool:
-    current = client.sys.list_mounted_secrets_engines()["data"].get(f"{mount.path}/")
+def _repaired(fields: Iterable[str]) -> str:
+    fields = list(fields)
+    return f"repaired {', '.join(fields)}" if fields else ""
+
+
+def _differing(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    """Fields of `wanted` whose value on the server differs (lists compare as sets).
+
+    A field the server does not report is one its version does not have, so it cannot differ.
+    """
+
+    def normal(value: Any) -> Any:
+        return sorted(value) if isinstance(value, list | tuple) else value
+
+    return [
+        key for key, value in wanted.items() if key in current and normal(current[key]) != value
+    ]
+
+
+def _data(client: hvac.Client, what: str, answer: Any) -> dict[str, Any]:
+    return _answer(client, what, answer, "data")["data"]
+
+
+def _ensure_kv_v2(client: hvac.Client, mount: KvMount) -> str:
+    mounts = _data(client, "sys/mounts", client.sys.list_mounted_secrets_engines())
+    current = mounts.get(f"{mount.path}/")
     if current is None:
         client.sys.enable_secrets_engine(
             "kv", path=mount.path, description=mount.description, options={"version": "2"}
         )
-        return True
+        return "created"
     if current["type"] != "kv":
         raise BootstrapError(f"{mount.path}/ is mounted as {current['type']!r}, not as KV")
+    tune: dict[str, Any] = {}
     if (current.get("options") or {}).get("version") != "2":
         # KV v1 upgrades in place to v2 by tuning the version option.
-        client.sys.tune_mount_configuration(mount.path, options={"version": "2"})
-        return True
-    return False
+        tune["options"] = {"version": "2"}
+    if (current.get("description") or "") != mount.description:
+        tune["description"] = mount.description
+    if tune:
+        client.sys.tune_mount_configuration(mount.path, **tune)
+    return _repaired("version" if key == "options" else key for key in tune)
 
 
-def _ensure_auth_method(client: hvac.Client, path: str, method_type: str) -> bool:
-    current = client.sys.list_auth_methods()["data"].get(f"{path}/")
+def _ensure_auth_method(client: hvac.Client, path: str, method_type: str) -> str:
+    current = _data(client, "sys/auth", client.sys.list_auth_methods()).get(f"{path}/")
     if current is None:
         client.sys.enable_auth_method(method_type, path=path)
-        return True
+        return "created"
     if current["type"] != method_type:
         raise BootstrapError(f"auth/{path}/ is a {current['type']!r} method, not {method_type!r}")
-    return False
+    return ""
 
 
 def _sha256(text: str | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest() if text else ""
 
 
-def _ensure_kubernetes_config(
-    client: hvac.Client, auth: KubernetesAuth, previous_jwt_sha256: str
-) -> bool:
-    try:
-        current = client.auth.kubernetes.read_config(mount_point=auth.mount_path) or {}
-    except hvac_errors.InvalidPath:
-        current = {}
-    jwt = auth.token_reviewer_jwt
-    same = (
-        current.get("kubernetes_host") == auth.kubernetes_host
-        and (current.get("kubernetes_ca_cert") or "").strip()
-        == (auth.kubernetes_ca_cert or "").strip()
-        and bool(current.get("disable_local_ca_jwt")) == auth.disable_local_ca_jwt
-        and bool(current.get("token_reviewer_jwt_set")) == bool(jwt)
-        and (not jwt or previous_jwt_sha256 == _sha256(jwt))
-    )
-    if same:
-        return False
-    client.auth.kubernetes.configure(
-        kubernetes_host=auth.kubernetes_host,
-        kubernetes_ca_cert=auth.kubernetes_ca_cert,
-        token_reviewer_jwt=jwt,
-        disable_local_ca_jwt=auth.disable_local_ca_jwt,
-        mount_point=auth.mount_path,
-    )
-    return True
+def kubernetes_config(auth: KubernetesAuth) -> dict[str, Any]:
+    """The whole `auth/<mount>/config` object the spec owns, as written.
 
-
-def _ensure_policy(client: hvac.Client, name: str, hcl: str, auth_mount: str) -> bool:
-    if ACCESSOR_PLACEHOLDER in hcl:
-        accessor = client.sys.list_auth_methods()[f"{auth_mount}/"]["accessor"]
-        hcl = hcl.replace(ACCESSOR_PLACEHOLDER, accessor)
-    try:
-        current = client.sys.read_policy(name)["data"]["rules"]
-    except hvac_errors.InvalidPath:
-        current = None
-    if current is not None and current.strip() == hcl.strip():
-        return False
-    client.sys.create_or_update_policy(name, hcl)
-    return True
-
-
-def _role_view(role: KubernetesRole) -> dict[str, Any]:
+    Fields the spec does not set get their defaults, so a foreign `pem_keys` or `issuer` goes.
+    """
     return {
-        "bound_service_account_names": sorted(role.bound_service_account_names),
-        "bound_service_account_namespaces": sorted(role.bound_service_account_namespaces),
-        "token_policies": sorted(role.policies),
-        "token_ttl": duration_seconds(role.ttl),
-        "audience": role.audience,
+        "kubernetes_host": auth.kubernetes_host,
+        "kubernetes_ca_cert": auth.kubernetes_ca_cert or "",
+        "token_reviewer_jwt": auth.token_reviewer_jwt or "",
+        "pem_keys": [],
+        "issuer": "",
+        "disable_iss_validation": True,
+        "disable_local_ca_jwt": auth.disable_local_ca_jwt,
     }
 
 
-def _ensure_role(client: hvac.Client, role: KubernetesRole, mount_path: str) -> bool:
+def _ensure_kubernetes_config(
+    client: hvac.Client, auth: KubernetesAuth, previous_jwt_sha256: str
+) -> str:
+    try:
+        current = client.auth.kubernetes.read_config(mount_point=auth.mount_path)
+    except hvac_errors.InvalidPath:
+        current = None
+    wanted = kubernetes_config(auth)
+    body_path = f"/v1/auth/{auth.mount_path}/config"
+    if not current:
+        client.adapter.post(body_path, json=wanted)
+        return "created"
+    current = _answer(client, f"auth/{auth.mount_path}/config", current, "kubernetes_host")
+    readable = {
+        k: v for k, v in wanted.items() if k not in ("kubernetes_ca_cert", "token_reviewer_jwt")
+    }
+    fields = _differing(current, readable)
+    if (current.get("kubernetes_ca_cert") or "").strip() != wanted["kubernetes_ca_cert"].strip():
+        fields.append("kubernetes_ca_cert")
+    # Vault never reads the reviewer JWT back: compare whether one is set, and its digest.
+    jwt = auth.token_reviewer_jwt
+    if bool(current.get("token_reviewer_jwt_set")) != bool(jwt) or (
+        jwt and previous_jwt_sha256 != _sha256(jwt)
+    ):
+        fields.append("token_reviewer_jwt")
+    if fields:
+        client.adapter.post(body_path, json=wanted)
+    return _repaired(fields)
+
+
+def _ensure_policy(client: hvac.Client, name: str, hcl: str, auth_mount: str) -> str:
+    if ACCESSOR_PLACEHOLDER in hcl:
+        accessor = _data(client, "sys/auth", client.sys.list_auth_methods())[f"{auth_mount}/"]
+        hcl = hcl.replace(ACCESSOR_PLACEHOLDER, accessor["accessor"])
+    try:
+        answer = client.sys.read_policy(name)
+    except hvac_errors.InvalidPath:
+        client.sys.create_or_update_policy(name, hcl)
+        return "created"
+    current = _answer(client, f"sys/policy/{name}", _data(client, "sys/policy", answer), "rules")
+    if current["rules"].strip() == hcl.strip():
+        return ""
+    client.sys.create_or_update_policy(name, hcl)
+    return "repaired rules"
+
+
+def role_body(role: KubernetesRole) -> dict[str, Any]:
+    """The whole role object the spec owns, as written: Vault merges role writes, so every field
+    the spec does not set is written with its default (no period, no explicit max TTL, ...)."""
+    return {
+        "bound_service_account_names": sorted(role.bound_service_account_names),
+        "bound_service_account_namespaces": sorted(role.bound_service_account_namespaces),
+        "bound_service_account_namespace_selector": "",
+        "audience": role.audience,
+        "alias_name_source": "serviceaccount_uid",
+        "token_policies": sorted(role.policies),
+        "token_ttl": duration_seconds(role.ttl),
+        "token_max_ttl": 0,
+        "token_explicit_max_ttl": 0,
+        "token_period": 0,
+        "token_no_default_policy": False,
+        "token_num_uses": 0,
+        "token_bound_cidrs": [],
+        "token_strictly_bind_ip": False,
+        "token_type": "default",
+    }
+
+
+def _ensure_role(client: hvac.Client, role: KubernetesRole, mount_path: str) -> str:
+    wanted = role_body(role)
+    role_path = f"/v1/auth/{mount_path}/role/{role.name}"
     try:
         current = client.auth.kubernetes.read_role(role.name, mount_point=mount_path)
     except hvac_errors.InvalidPath:
-        current = None
-    wanted = _role_view(role)
-    if current is not None:
-        have = {key: current.get(key) for key in wanted}
-        for key in (
-            "bound_service_account_names",
-            "bound_service_account_namespaces",
-            "token_policies",
-        ):
-            have[key] = sorted(have[key] or [])
-        if have == wanted:
-            return False
-    client.auth.kubernetes.create_role(
-        role.name,
-        bound_service_account_names=list(role.bound_service_account_names),
-        bound_service_account_namespaces=list(role.bound_service_account_namespaces),
-        policies=list(role.policies),
-        ttl=role.ttl,
-        audience=role.audience,
-        mount_point=mount_path,
-    )
-    return True
+        client.adapter.post(role_path, json=wanted)
+        return "created"
+    fields = _differing(_answer(client, f"auth/{mount_path}/role/{role.name}", current), wanted)
+    if fields:
+        client.adapter.post(role_path, json=wanted)
+    return _repaired(fields)
 
 
-def _delete_role(client: hvac.Client, name: str, mount_path: str) -> bool:
+def _delete_role(client: hvac.Client, name: str, mount_path: str) -> str:
     try:
         client.auth.kubernetes.read_role(name, mount_point=mount_path)
     except hvac_errors.InvalidPath:
-        return False
+        return ""
     client.auth.kubernetes.delete_role(name, mount_point=mount_path)
-    return True
+    return "deleted"
 
 
-def _delete_policy(client: hvac.Client, name: str) -> bool:
+def _delete_policy(client: hvac.Client, name: str) -> str:
     try:
         client.sys.read_policy(name)
     except hvac_errors.InvalidPath:
-        return False
+        return ""
     client.sys.delete_policy(name)
-    return True
+    return "deleted"
 
 
 def configuration_steps(spec: BootstrapSpec, previous: BootstrapResult | None = None) -> list[Step]:
@@ -701,24 +865,71 @@ def _check_seal_type(client: hvac.Client, spec: BootstrapSpec, seal_type: str) -
         )
 
 
+_FROM_PREVIOUS = "the root token of the previous bootstrap result"
+
+
+def _kept_in(store: InitStore) -> str:
+    return f"the root token kept in {store.where}"
+
+
+_WIPE_STEPS = "stop every node, delete the Raft data directory of each and start them again"
+
+
+def lost_answer(
+    client: hvac.Client, spec: BootstrapSpec, started: str, wipe_steps: str = _WIPE_STEPS
+) -> InitInterrupted:
+    """The error for a server whose init answer never arrived, with the way out for its seal."""
+    if spec.seal == "shamir":
+        consequence = "It stays sealed for good: nobody holds its unseal keys."
+    else:
+        consequence = (
+            "It unseals itself through its seal, but nobody holds a root token or its recovery "
+            "keys, so no new root token can be generated either."
+        )
+    return InitInterrupted(
+        f"Vault at {client.url} was initialised by a run that was interrupted during the init "
+        f"request (sent {started}): Vault accepted it, but its answer, the root token and the "
+        f"{key_kind(spec)} keys, never arrived and exists nowhere. {consequence} Vault holds no "
+        f"data yet, so start it over with empty storage: {wipe_steps}. The next run then "
+        'initialises it again (docs/vault.md, "Interrupted initialisation").'
+    )
+
+
 def _known_credentials(
-    client: hvac.Client, spec: BootstrapSpec, previous: BootstrapResult | None
+    client: hvac.Client,
+    spec: BootstrapSpec,
+    previous: BootstrapResult | None,
+    record: InitRecord | None,
+    store: InitStore | None,
 ) -> tuple[BootstrapResult, str]:
+    """The credentials of an initialised server and where they come from (for messages).
+
+    A stored answer that `previous` lacks is newer: the run that initialised Vault died before
+    its caller kept the answer.
+    """
+    stored = record.answer if record is not None else None
+    newer = stored is not None and (previous is None or previous.root_token != stored.root_token)
+    if newer and store is not None:
+        base = replace(previous or stored, root_token=stored.root_token, keys=stored.keys)
+        return replace(base, changed=()), _kept_in(store)
     if previous is not None:
         if previous.key_kind != key_kind(spec):
             raise BootstrapError(
                 f"the previous result holds {previous.key_kind} keys but the spec says seal "
                 f"{spec.seal!r}"
             )
-        return replace(previous, changed=()), "the root token of the previous bootstrap result"
+        return replace(previous, changed=()), _FROM_PREVIOUS
     if client.token:
         return (
             BootstrapResult(root_token=client.token, keys=(), key_kind=key_kind(spec)),
             "the client's token",
         )
+    if record is not None and store is not None:
+        raise lost_answer(client, spec, record.started, store.wipe_steps)
     raise BootstrapError(
         f"Vault at {client.url} is already initialised and neither `previous` nor the client "
-        "supplies a token; pass the result of the run that initialised it"
+        "supplies a token; pass the result of the run that initialised it. If that answer is "
+        f"lost, start Vault over with empty storage ({_WIPE_STEPS})."
     )
 
 
@@ -729,38 +940,48 @@ def bootstrap(
     progress: Progress = _log_progress,
     *,
     timeout: float = 60.0,
+    store: InitStore | None = None,
 ) -> BootstrapResult:
     """Make `spec` true on the server behind `client`; return its credentials and what changed.
 
     Initialises an uninitialised server (the result then carries the new root token and keys),
     unseals a sealed shamir server with `previous.keys`, waits (at most `timeout` seconds) for an
     active leader, and runs `configuration_steps`. On an initialised server the token comes from
-    `previous`, else from `client.token`. The client is left authenticated with that token.
+    an answer in `store` that `previous` lacks, else from `previous`, else from `client.token`.
+    The client is left authenticated with that token.
+
+    `previous` must be what the caller already keeps durably: once it opens Vault, the record in
+    `store` is deleted. With a `store`, an interruption at any point after Vault answered the init
+    request is resumed by the next run; one during the request raises `InitInterrupted`.
 
     Raises `TokenRejected` for a wrong or revoked token, `WaitTimeout` when the server does not
-    become active, and `BootstrapError` otherwise; when this run initialised the server the
-    error's `partial` carries the new credentials.
+    become active, `UnexpectedAnswer` when something other than Vault answers, and
+    `BootstrapError` otherwise; when this run initialised the server or took its credentials from
+    `store`, the error's `partial` carries them.
     """
-    try:
-        status = client.sys.read_seal_status()
-    except (hvac_errors.VaultError, requests.RequestException) as exc:
-        raise BootstrapError(
-            f"cannot read the seal status of Vault at {client.url}: {exc}"
-        ) from exc
+    refuse_foreign_answers(client)
+    status = read_seal_status(client)
     _check_seal_type(client, spec, status["type"])
+    record = store.load() if store is not None else None
+    progress(
+        f"Vault at {client.url} is {'' if status['initialized'] else 'not '}initialised and "
+        f"{'sealed' if status['sealed'] else 'unsealed'}"
+    )
 
     if status["initialized"]:
-        result, token_source = _known_credentials(client, spec, previous)
+        result, token_source = _known_credentials(client, spec, previous, record, store)
     else:
         if previous is not None:
             progress(f"Vault at {client.url} is not initialised: the previous credentials are void")
-        result, token_source = initialise(client, spec, progress), "the new root token"
+        result, token_source = initialise(client, spec, progress, store), "the new root token"
     changed = list(result.changed)
     client.token = result.root_token
     step_name = "unseal"
+    # The init answer that the caller does not hold yet: hand it over even if a later step fails.
+    fresh = "init" in changed or (store is not None and token_source == _kept_in(store))
 
     def partial_result() -> BootstrapResult | None:
-        if "init" not in changed:
+        if not fresh:
             return None
         managed_policies = set(result.policies) | set(spec.policies)
         managed_roles = set(result.roles) | {r.name for r in spec.roles}
@@ -772,23 +993,35 @@ def bootstrap(
         )
 
     try:
-        if client.sys.read_seal_status()["sealed"] and spec.seal == "shamir":
-            unseal(client, result.keys, progress)
-            changed.append("unseal")
-        wait_until_active(client, timeout=timeout, progress=progress)
-        _verify_token(client, token_source)
+        try:
+            if read_seal_status(client)["sealed"] and spec.seal == "shamir":
+                unseal(client, result.keys, progress)
+                changed.append("unseal")
+            wait_until_active(client, timeout=timeout, progress=progress)
+            _verify_token(client, token_source)
+        except BootstrapError as exc:
+            # The record of an init whose answer never arrived, and credentials that do not open
+            # Vault: that init is what initialised it.
+            lost = record is not None and record.answer is None
+            if lost and store is not None and token_source == _FROM_PREVIOUS:
+                raise lost_answer(client, spec, record.started, store.wipe_steps) from exc
+            raise
+        if store is not None and record is not None and token_source == _FROM_PREVIOUS:
+            store.delete()
+            progress(f"removed {store.where}: the previous result holds the init answer")
         for step in configuration_steps(spec, previous):
             step_name = step.name
             wrote = step.apply(client)
-            progress(f"{step.name}: {'changed' if wrote else 'unchanged'}")
+            progress(f"{step.name}: {wrote or 'unchanged'}")
             if wrote:
                 changed.append(step.name)
     except BootstrapError as exc:
         exc.partial = exc.partial or partial_result()
         raise
-    except (hvac_errors.VaultError, requests.RequestException) as exc:
+    except (hvac_errors.VaultError, requests.RequestException, KeyError, TypeError) as exc:
         raise BootstrapError(
-            f"{step_name} failed on Vault at {client.url}: {exc}", partial=partial_result()
+            f"{step_name} failed on Vault at {client.url}: {_describe(exc)}",
+            partial=partial_result(),
         ) from exc
 
     return replace(

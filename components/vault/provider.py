@@ -2,7 +2,9 @@
 
 Vault is reached through the Kubernetes API server's service proxy with the admin client
 certificate, so the deployment needs neither a port-forward nor a public Vault endpoint. The root
-token and the recovery/unseal keys become secret outputs of the resource and exist nowhere else.
+token and the recovery/unseal keys become secret outputs of the resource. From the moment Vault
+answers the init request until Pulumi state holds them, they are also kept, encrypted, in a Secret
+beside Vault (`init_store.py`), so no interruption of `pulumi up` can lose them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 import tempfile
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 from pulumi.dynamic import (
@@ -35,14 +37,22 @@ from components.vault.bootstrap import (
     BootstrapSpec,
     SpecError,
     bootstrap,
+    read_seal_status,
+    refuse_foreign_answers,
     wait_for_api,
 )
+from components.vault.init_store import INIT_SECRET, KubernetesSecretStore
+
+if TYPE_CHECKING:
+    import hvac
 
 DEFAULT_WAIT_TIMEOUT = 600.0
 """Seconds to wait for Vault's API through the proxy: pods may still be scheduling."""
 REQUEST_TIMEOUT = 30
 """Seconds one HTTP request to Vault may take."""
 OUTPUTS = (*SECRET_OUTPUTS, *BootstrapResult.PUBLIC_OUTPUTS, "spec", "converged", "error")
+CONNECTION = ("base_url", "ca_pem", "client_cert_pem", "client_key_pem", "init_secret")
+"""Inputs that say how to reach Vault and the Kubernetes API; they change nothing in Vault."""
 """Output properties; `spec` has the token reviewer JWT replaced by its digest."""
 
 
@@ -116,26 +126,73 @@ def _comparable_spec(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 SEAL_CHECK_TIMEOUT = 5
-"""Seconds a diff waits for Vault's seal status before it assumes there is nothing to unseal."""
+"""Seconds a diff waits for Vault or the API server before it assumes there is nothing to do."""
 
 
-def _sealed(props: dict[str, Any]) -> bool:
-    """Whether the server behind `props` reports itself sealed (False when it cannot be asked)."""
+@contextlib.contextmanager
+def _connection(
+    props: dict[str, Any], timeout: float
+) -> Iterator[tuple[hvac.Client, KubernetesSecretStore]]:
+    """A Vault client and the init store of `props`, with TLS files that live for the block."""
     import hvac
-    import requests
 
-    keys = ("base_url", "ca_pem", "client_cert_pem", "client_key_pem")
-    if any(is_unknown(props.get(k)) for k in keys) or not props.get("base_url"):
-        return False
     tls = (props.get("ca_pem"), props.get("client_cert_pem"), props.get("client_key_pem"))
+    where = props["init_secret"]
     with pem_files(*tls) as (verify, cert):
         client = hvac.Client(
-            url=props["base_url"], verify=verify, cert=cert, timeout=SEAL_CHECK_TIMEOUT
+            url=props["base_url"], token="", verify=verify, cert=cert, timeout=timeout
         )
+        store = KubernetesSecretStore(
+            where["api_url"],
+            where["namespace"],
+            where["statefulset"],
+            name=where.get("name", INIT_SECRET),
+            client_key_pem=props.get("client_key_pem") or "",
+            verify=verify,
+            cert=cert,
+            timeout=timeout,
+        )
+        yield refuse_foreign_answers(client), store
+
+
+def _known_connection(props: dict[str, Any]) -> bool:
+    """Whether every connection input is known (not during a preview that creates them)."""
+    where = props.get("init_secret")
+    if any(is_unknown(props.get(key)) for key in CONNECTION) or not isinstance(where, dict):
+        return False
+    return bool(props.get("base_url")) and not any(is_unknown(v) for v in where.values())
+
+
+def _pending(store: KubernetesSecretStore, olds: dict[str, Any]) -> bool:
+    """Whether the store holds an init record that state lacks (then an update must adopt it).
+
+    A record whose answer state already holds is deleted here: `olds` is saved state, so this is
+    the first moment the copy is provably redundant, and a converged stack has no update to do it.
+    """
+    record = store.load()
+    if record is None:
+        return False
+    if record.answer is not None and record.answer.root_token == olds.get("root_token"):
+        store.delete()
+        _report(f"removed {store.where}: Pulumi state holds the init answer")
+        return False
+    return True
+
+
+def _pending_or_sealed(props: dict[str, Any], olds: dict[str, Any], shamir: bool) -> bool:
+    """Whether Vault needs an update though the spec is unchanged (False when it cannot be asked).
+
+    A Shamir-sealed server seals itself on every restart and only an update unseals it.
+    """
+    import requests
+
+    if not _known_connection(props):
+        return False
+    with _connection(props, SEAL_CHECK_TIMEOUT) as (client, store):
         try:
-            return bool(client.sys.read_seal_status()["sealed"])
-        except (requests.RequestException, hvac.exceptions.VaultError, KeyError, ValueError) as exc:
-            _report(f"could not read the seal status ({exc}); an `up` once it answers unseals it")
+            return _pending(store, olds) or (shamir and bool(read_seal_status(client)["sealed"]))
+        except (BootstrapError, requests.RequestException) as exc:
+            _report(f"could not ask Vault or the API server ({exc}); an `up` once they answer acts")
             return False
 
 
@@ -143,8 +200,10 @@ class VaultBootstrapProvider(ResourceProvider):
     """Create/update run `bootstrap()`; delete leaves Vault alone (it cannot be un-initialised).
 
     Inputs: `base_url` (Vault API root: the service proxy URL), `ca_pem` (verifies the endpoint),
-    `client_cert_pem`/`client_key_pem` (client certificate), `spec` (`BootstrapSpec.to_dict()`),
-    `wait_timeout` (seconds for the API to answer).
+    `client_cert_pem`/`client_key_pem` (client certificate), `init_secret` (where the init answer
+    is kept until state holds it: `api_url` of the Kubernetes API, `namespace`, `statefulset` of
+    Vault, optional Secret `name`), `spec` (`BootstrapSpec.to_dict()`), `wait_timeout` (seconds
+    for the API to answer).
     """
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
@@ -163,6 +222,7 @@ class VaultBootstrapProvider(ResourceProvider):
             failures.append(
                 CheckFailure("client_cert_pem", "client_cert_pem and client_key_pem go together")
             )
+        failures += _init_secret_failures(news.get("init_secret"))
         try:
             BootstrapSpec.from_dict(news["spec"])
         except KeyError:
@@ -176,15 +236,14 @@ class VaultBootstrapProvider(ResourceProvider):
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # Connection inputs (a re-minted client certificate, a new endpoint) change nothing in
-        # Vault; a run that stopped early is finished by an update. A Shamir-sealed server seals
-        # itself on every restart and only an update unseals it: ask the server whether it is
-        # sealed, so a running one shows no change.
+        # Vault; a run that stopped early is finished by an update, and so is an init answer that
+        # only the init Secret holds. Otherwise ask Vault, so a running one shows no change.
         changed = _comparable_spec(news.get("spec") or {}) != olds.get("spec")
         unfinished = olds.get("converged") is False
         shamir = (news.get("spec") or {}).get("seal") == "shamir"
-        sealed = shamir and not (changed or unfinished) and _sealed(news)
+        pending = not (changed or unfinished) and _pending_or_sealed(news, olds, shamir)
         return DiffResult(
-            changes=changed or unfinished or sealed,
+            changes=changed or unfinished or pending,
             replaces=[],
             delete_before_replace=False,
         )
@@ -201,19 +260,15 @@ class VaultBootstrapProvider(ResourceProvider):
     def _run(
         self, props: dict[str, Any], previous_outputs: dict[str, Any] | None
     ) -> dict[str, Any]:
-        import hvac
-
         spec = BootstrapSpec.from_dict(props["spec"])
         previous = BootstrapResult.from_outputs(previous_outputs) if previous_outputs else None
         timeout = float(props.get("wait_timeout", DEFAULT_WAIT_TIMEOUT))
-        tls = (props.get("ca_pem"), props.get("client_cert_pem"), props.get("client_key_pem"))
-        with pem_files(*tls) as (verify, cert):
-            client = hvac.Client(
-                url=props["base_url"], token="", verify=verify, cert=cert, timeout=REQUEST_TIMEOUT
-            )
+        with _connection(props, REQUEST_TIMEOUT) as (client, store):
             wait_for_api(client, timeout=timeout, progress=_report, report_every=15.0)
             try:
-                result = bootstrap(client, spec, previous, progress=_report, timeout=timeout)
+                result = bootstrap(
+                    client, spec, previous, progress=_report, timeout=timeout, store=store
+                )
                 error = ""
             except BootstrapError as exc:
                 # Raising would drop the new root token and keys with the failed operation; keep
@@ -221,7 +276,9 @@ class VaultBootstrapProvider(ResourceProvider):
                 if exc.partial is None:
                     raise
                 result, error = exc.partial, str(exc)
-                _report(f"stopped after initialising; the next update continues: {error}")
+                _report(
+                    f"stopped with credentials Pulumi state lacks; an update continues: {error}"
+                )
         return {
             "spec": _comparable_spec(props["spec"]),
             "converged": not error,
@@ -230,12 +287,30 @@ class VaultBootstrapProvider(ResourceProvider):
         }
 
 
+def _init_secret_failures(where: Any) -> list[CheckFailure]:
+    if is_unknown(where):
+        return []
+    if not isinstance(where, dict):
+        return [CheckFailure("init_secret", "required: {api_url, namespace, statefulset}")]
+    failures = []
+    api_url = where.get("api_url")
+    if not is_unknown(api_url) and not str(api_url).startswith(("https://", "http://")):
+        failures.append(CheckFailure("init_secret", f"api_url {api_url!r} is not an http(s) URL"))
+    for key in ("namespace", "statefulset", "name"):
+        value = where.get(key, INIT_SECRET)
+        if not is_unknown(value) and not K8S_NAME_RE.match(str(value)):
+            failures.append(
+                CheckFailure("init_secret", f"{key} {value!r} is not a Kubernetes object name")
+            )
+    return failures
+
+
 def _fail_unless_converged(args: list[Any]) -> None:
     converged, error = args
     if converged is False:
         raise RuntimeError(
-            f"Vault bootstrap stopped after initialising Vault; its root token and keys are saved "
-            f"as secret outputs and the next `pulumi up` continues. Cause: {error}"
+            f"Vault bootstrap stopped before converging; its root token and keys are saved as "
+            f"secret outputs and the next `pulumi up` continues. Cause: {error}"
         )
 
 
@@ -253,7 +328,7 @@ class VaultBootstrap(pulumi.dynamic.Resource, module="vault", name="Bootstrap"):
     roles: pulumi.Output[list[str]]
     reviewer_jwt_sha256: pulumi.Output[str]
     converged: pulumi.Output[bool]
-    """False when a run stopped after initialising; the next update continues."""
+    """False when a run stopped with credentials state lacked; the next update continues."""
     error: pulumi.Output[str]
 
     def __init__(
@@ -280,9 +355,14 @@ class VaultBootstrap(pulumi.dynamic.Resource, module="vault", name="Bootstrap"):
         spec_input: Any = spec.to_dict()
         if spec.kubernetes is not None and spec.kubernetes.token_reviewer_jwt:
             spec_input = pulumi.Output.secret(spec_input)
+        # The StatefulSet behind the target: its pods' Raft data is what a lost init answer wipes.
+        statefulset = re.sub(r"-\d+$", "", target) if target_kind == "pods" else target
         props = {
             "base_url": pulumi.Output.from_input(api_url).apply(
                 lambda url: proxy_url(url, namespace, target, port, kind=target_kind)
+            ),
+            "init_secret": pulumi.Output.from_input(api_url).apply(
+                lambda url: {"api_url": url, "namespace": namespace, "statefulset": statefulset}
             ),
             "ca_pem": ca_pem,
             "client_cert_pem": client_cert_pem,

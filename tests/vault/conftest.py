@@ -11,6 +11,7 @@ import datetime as dt
 import ipaddress
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from components.vault.bootstrap import (
     WaitTimeout,
     duration_seconds,
     read_health,
+    role_body,
     wait_until,
 )
 from tests.conftest import SERVER_START_TIMEOUT, SERVER_STOP_TIMEOUT, free_port
@@ -290,7 +292,53 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class TokenReviewServer:
+class JsonHandler(BaseHTTPRequestHandler):
+    """Request handler helpers for the JSON stand-ins below."""
+
+    def _answer(self, code: int, body: Any, content_type: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class HttpsServer:
+    """`handler` over TLS on 127.0.0.1 with a certificate of `pki`, served by a daemon thread;
+    with `client_certs`, clients must present a certificate of `pki` (as for the API server)."""
+
+    def __init__(
+        self, handler: type[BaseHTTPRequestHandler], pki: Pki, workdir: Path, client_certs=False
+    ):
+        self.ca_pem = pki.ca_pem
+        cert_pem, key_pem = pki.issue("kubernetes", server=True)
+        (workdir / "tls.pem").write_text(cert_pem)
+        (workdir / "tls-key.pem").write_text(key_pem)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(workdir / "tls.pem", workdir / "tls-key.pem")
+        if client_certs:
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cadata=pki.ca_pem)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+class TokenReviewServer(HttpsServer):
     """HTTPS stand-in for the Kubernetes TokenReview API.
 
     `POST /apis/authentication.k8s.io/v1/tokenreviews` answers authenticated=true with the service
@@ -298,22 +346,16 @@ class TokenReviewServer:
     """
 
     def __init__(self, pki: Pki, workdir: Path):
-        self.ca_pem = pki.ca_pem
         self._signing_key = ec.generate_private_key(ec.SECP256R1())
         self._known: dict[str, tuple[str, str]] = {}
-        cert_pem, key_pem = pki.issue("kubernetes", server=True)
-        (workdir / "tls.pem").write_text(cert_pem)
-        (workdir / "tls-key.pem").write_text(key_pem)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(workdir / "tls.pem", workdir / "tls-key.pem")
         known = self._known
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_POST(self) -> None:
                 if self.path != "/apis/authentication.k8s.io/v1/tokenreviews":
                     self._answer(404, {"kind": "Status", "status": "Failure", "code": 404})
                     return
-                review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                review = self._body()
                 who = known.get(review["spec"]["token"])
                 status: dict[str, Any] = {"authenticated": False}
                 if who is not None:
@@ -339,22 +381,7 @@ class TokenReviewServer:
                     },
                 )
 
-            def _answer(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
-        self.url = f"https://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
+        super().__init__(Handler, pki, workdir)
 
     def jwt(self, namespace: str, service_account: str, *, known: bool = True) -> str:
         """A signed service-account JWT (audience `vault`); TokenReview accepts it if `known`."""
@@ -383,15 +410,75 @@ class TokenReviewServer:
             self._known[token] = (namespace, service_account)
         return token
 
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+
+class SecretsApiServer(HttpsServer):
+    """HTTPS stand-in for the Kubernetes API's Secret paths, requiring a client certificate.
+
+    GET/PUT/DELETE `/api/v1/namespaces/<ns>/secrets/<name>` and POST `.../secrets`, with the API
+    server's status codes (404, 409). `bodies` records every request body as sent.
+    """
+
+    def __init__(self, pki: Pki, workdir: Path):
+        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
+        self.bodies: list[bytes] = []
+        secrets, bodies, lock = self.secrets, self.bodies, threading.Lock()
+        path_re = re.compile(r"^/api/v1/namespaces/([a-z0-9-]+)/secrets(?:/([a-z0-9-]+))?$")
+
+        class Handler(JsonHandler):
+            def _handle(self, method: str) -> None:
+                match = path_re.match(self.path)
+                if match is None or (method == "POST") == bool(match[2]):
+                    self._answer(404, {"kind": "Status", "code": 404, "reason": "NotFound"})
+                    return
+                namespace = match[1]
+                body = None
+                if method in ("POST", "PUT"):
+                    raw = self.rfile.read(int(self.headers["Content-Length"]))
+                    bodies.append(raw)
+                    body = json.loads(raw)
+                key = (namespace, match[2] or body["metadata"]["name"])
+                with lock:
+                    current = secrets.get(key)
+                    if method == "POST" and current is not None:
+                        code, answer = 409, {"kind": "Status", "code": 409}
+                    elif method != "POST" and current is None:
+                        code, answer = 404, {"kind": "Status", "code": 404, "reason": "NotFound"}
+                    elif method == "DELETE":
+                        del secrets[key]
+                        code, answer = 200, {"kind": "Status", "status": "Success"}
+                    elif method == "GET":
+                        code, answer = 200, current
+                    else:
+                        body["metadata"]["namespace"] = namespace
+                        secrets[key] = body
+                        code, answer = (201 if method == "POST" else 200), body
+                self._answer(code, answer)
+
+            def do_GET(self) -> None:
+                self._handle("GET")
+
+            def do_POST(self) -> None:
+                self._handle("POST")
+
+            def do_PUT(self) -> None:
+                self._handle("PUT")
+
+            def do_DELETE(self) -> None:
+                self._handle("DELETE")
+
+        super().__init__(Handler, pki, workdir, client_certs=True)
 
 
 @pytest.fixture(scope="session")
 def tokenreview(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenReviewServer]:
     server = TokenReviewServer(pki, tmp_path_factory.mktemp("tokenreview"))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def kube_api(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecretsApiServer]:
+    server = SecretsApiServer(pki, tmp_path_factory.mktemp("kube-api"))
     yield server
     server.close()
 
@@ -410,32 +497,32 @@ def _configured_problems(client: hvac.Client, spec: BootstrapSpec) -> list[str]:
             problems.append(f"auth/{kube.mount_path}/ is {method.get('type')}")
         else:
             config = client.auth.kubernetes.read_config(mount_point=kube.mount_path)
-            if config["kubernetes_host"] != kube.kubernetes_host:
-                problems.append(f"kubernetes_host is {config['kubernetes_host']}")
-            if config["disable_local_ca_jwt"] != kube.disable_local_ca_jwt:
-                problems.append("disable_local_ca_jwt differs")
+            wanted_config = {
+                "kubernetes_host": kube.kubernetes_host,
+                "disable_local_ca_jwt": kube.disable_local_ca_jwt,
+                "pem_keys": [],
+                "issuer": "",
+                "disable_iss_validation": True,
+                "token_reviewer_jwt_set": bool(kube.token_reviewer_jwt),
+            }
+            for key, value in wanted_config.items():
+                if config[key] != value:
+                    problems.append(f"config {key} is {config[key]!r}, not {value!r}")
             if (config.get("kubernetes_ca_cert") or "").strip() != (
                 kube.kubernetes_ca_cert or ""
             ).strip():
                 problems.append("kubernetes_ca_cert differs")
             for role in spec.roles:
                 have = client.auth.kubernetes.read_role(role.name, mount_point=kube.mount_path)
-                wanted = (
-                    set(role.policies),
-                    set(role.bound_service_account_names),
-                    set(role.bound_service_account_namespaces),
-                    duration_seconds(role.ttl),
-                    role.audience,
-                )
-                got = (
-                    set(have["token_policies"]),
-                    set(have["bound_service_account_names"]),
-                    set(have["bound_service_account_namespaces"]),
-                    have["token_ttl"],
-                    have["audience"],
-                )
-                if got != wanted:
-                    problems.append(f"role {role.name}: {got} != {wanted}")
+                wanted = role_body(role)
+                for key in ("bound_service_account_names", "bound_service_account_namespaces"):
+                    have[key] = sorted(have[key])
+                have["token_policies"] = sorted(have["token_policies"])
+                if have["token_ttl"] != duration_seconds(role.ttl):
+                    problems.append(f"role {role.name}: token_ttl {have['token_ttl']}")
+                differing = {k: have.get(k) for k, v in wanted.items() if have.get(k) != v}
+                if differing:
+                    problems.append(f"role {role.name}: {differing}")
     accessors = {
         path.rstrip("/"): method["accessor"]
         for path, method in client.sys.list_auth_methods()["data"].items()

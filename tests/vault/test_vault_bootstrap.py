@@ -15,6 +15,8 @@ from dataclasses import replace
 
 import hvac
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from hvac import exceptions as hvac_errors
 
 from components.vault.bootstrap import (
@@ -31,8 +33,10 @@ from components.vault.bootstrap import (
     duration_seconds,
     init_parameters,
     platform_spec,
+    role_body,
     wait_until,
 )
+from tests.vault.conftest import Pki
 
 APP_NAMESPACES = ("team-a", "team-b")
 
@@ -112,34 +116,93 @@ def test_run_interrupted_after_any_step_converges(bao, spec, first_run, assert_c
         assert_configured(root, spec)
 
 
-def test_drift_on_the_server_is_repaired(bao, spec, first_run, assert_configured):
+def _foreign_public_key() -> str:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+# Every field of a role that the spec owns, each with a value the spec never uses.
+_FOREIGN_ROLE = {
+    "bound_service_account_names": ["intruder"],
+    "bound_service_account_namespaces": ["elsewhere"],
+    "bound_service_account_namespace_selector": '{"matchLabels":{"x":"y"}}',
+    "audience": "somebody-else",
+    "alias_name_source": "serviceaccount_name",
+    "token_policies": ["default"],
+    "token_ttl": 7200,
+    "token_max_ttl": 86400,
+    "token_explicit_max_ttl": 90000,
+    "token_period": 3600,
+    "token_no_default_policy": True,
+    "token_num_uses": 3,
+    "token_bound_cidrs": ["10.0.0.0/8"],
+    "token_type": "service",
+}
+"""All but `token_strictly_bind_ip`, which Vault refuses together with `token_bound_cidrs`."""
+
+
+def test_drift_in_every_owned_field_is_repaired_and_reported(
+    bao, spec, first_run, assert_configured
+):
     first, _ = first_run
     root = bao.client(first.root_token)
     root.sys.disable_secrets_engine("secret")
-    root.sys.enable_secrets_engine("kv", path="secret", options={"version": "1"})
-    root.auth.kubernetes.configure(
-        kubernetes_host=spec.kubernetes.kubernetes_host,
-        kubernetes_ca_cert=spec.kubernetes.kubernetes_ca_cert,
-        disable_local_ca_jwt=False,
+    root.sys.enable_secrets_engine(
+        "kv", path="secret", description="foreign", options={"version": "1"}
+    )
+    root.adapter.post(
+        "/v1/auth/kubernetes/config",
+        json={
+            "kubernetes_host": "https://elsewhere.example:6443",
+            "kubernetes_ca_cert": Pki().ca_pem,
+            "pem_keys": [_foreign_public_key()],
+            "issuer": "https://issuer.example",
+            "disable_iss_validation": False,
+            "disable_local_ca_jwt": False,
+            "token_reviewer_jwt": "foreign.reviewer.jwt",
+        },
     )
     root.sys.create_or_update_policy("apps-team-a", 'path "secret/*" { capabilities = ["read"] }')
-    root.auth.kubernetes.create_role(
-        "apps-team-b",
-        bound_service_account_names=["*"],
-        bound_service_account_namespaces=["team-b"],
-        policies=["apps-team-b"],
-        ttl="1h",
-        audience="somebody-else",
+    root.adapter.post(
+        "/v1/auth/kubernetes/role/apps-team-a",
+        json={
+            "token_period": "768h",
+            "token_no_default_policy": True,
+            "token_explicit_max_ttl": 60,
+        },
     )
+    root.adapter.post("/v1/auth/kubernetes/role/raft-snapshot", json=_FOREIGN_ROLE)
+    root.adapter.post(
+        "/v1/auth/kubernetes/role/external-secrets", json={"token_strictly_bind_ip": True}
+    )
+    assert {*_FOREIGN_ROLE, "token_strictly_bind_ip"} == set(role_body(spec.roles[0]))
 
-    repaired = bootstrap(bao.client(), spec, previous=first)
+    messages: list[str] = []
+    repaired = bootstrap(bao.client(), spec, previous=first, progress=messages.append)
 
     assert repaired.changed == (
         "kv:secret",
         "auth:kubernetes/config",
         "policy:apps-team-a",
-        "role:apps-team-b",
+        "role:external-secrets",
+        "role:raft-snapshot",
+        "role:apps-team-a",
     )
+    config_fields = (
+        "kubernetes_host, pem_keys, issuer, disable_iss_validation, disable_local_ca_jwt, "
+        "kubernetes_ca_cert, token_reviewer_jwt"
+    )
+    assert {
+        "kv:secret: repaired version, description",
+        f"auth:kubernetes/config: repaired {config_fields}",
+        "policy:apps-team-a: repaired rules",
+        "role:external-secrets: repaired token_strictly_bind_ip",
+        f"role:raft-snapshot: repaired {', '.join(_FOREIGN_ROLE)}",
+        "role:apps-team-a: repaired token_explicit_max_ttl, token_period, token_no_default_policy",
+    } <= set(messages)
+    assert bootstrap(bao.client(), spec, previous=repaired).changed == ()
     assert_configured(root, spec)
     # The KV v1 -> v2 upgrade finishes in the background; later tests write to the mount.
     wait_until(

@@ -22,13 +22,14 @@ from pulumi.dynamic.dynamic import serialize_provider
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 
-from components.vault.bootstrap import WaitTimeout, platform_spec
+from components.vault.bootstrap import UnexpectedAnswer, WaitTimeout, bootstrap, platform_spec
 from components.vault.provider import (
     VaultBootstrapProvider,
     pem_files,
     proxy_url,
     secret_output_options,
 )
+from tests.vault.conftest import HttpsServer, JsonHandler
 
 
 @pytest.fixture(scope="module")
@@ -45,27 +46,35 @@ def _spec(tokenreview, namespaces):
     )
 
 
-def _inputs(server, spec, **override):
+def provider_inputs(server, spec, kube_api, **override):
+    """Inputs for `server`; its init Secret goes to namespace `bao-<port>` of `kube_api`."""
     return {
         "base_url": server.url,
         "ca_pem": server.tls.ca_pem,
         "client_cert_pem": server.tls.client_cert_pem,
         "client_key_pem": server.tls.client_key_pem,
+        "init_secret": {
+            "api_url": kube_api.url,
+            "namespace": f"bao-{server.port}",
+            "statefulset": "openbao",
+        },
         "spec": spec.to_dict(),
         "wait_timeout": 30,
     } | override
 
 
-def test_lifecycle_create_diff_update(server, tokenreview, pki, assert_configured):
+def test_lifecycle_create_diff_update(server, tokenreview, pki, kube_api, assert_configured):
     provider = VaultBootstrapProvider()
     spec = _spec(tokenreview, ["team-a"])
     # Invalid HCL makes the server refuse the last policy: the first run stops after init.
     broken = replace(spec, policies={**spec.policies, "zz-broken": 'path "secret/x" {'})
-    checked = provider.check({}, _inputs(server, broken))
+    checked = provider.check({}, provider_inputs(server, broken, kube_api))
     assert checked.failures == []
 
     created = provider.create(checked.inputs)
     outs = created.outs
+    secret = (f"bao-{server.port}", "vault-bootstrap-init")
+    assert secret in kube_api.secrets, "the init answer is kept until state holds it"
     assert outs["converged"] is False
     assert "policy:zz-broken failed" in outs["error"]
     assert outs["key_kind"] == "recovery" and len(outs["keys"]) == spec.key_shares
@@ -77,9 +86,10 @@ def test_lifecycle_create_diff_update(server, tokenreview, pki, assert_configure
     same = provider.diff(created.id, outs, checked.inputs)
     assert same.changes and same.replaces == []
 
-    fixed = _inputs(server, spec)
+    fixed = provider_inputs(server, spec, kube_api)
     updated = provider.update(created.id, outs, fixed).outs
     assert updated["converged"] is True and updated["error"] == ""
+    assert secret not in kube_api.secrets, "state held the answer: its copy is gone"
     assert updated["changed"] == [f"role:{role.name}" for role in spec.roles]
     assert (updated["root_token"], updated["keys"]) == (outs["root_token"], outs["keys"])
     assert_configured(server.client(updated["root_token"]), spec)
@@ -89,7 +99,7 @@ def test_lifecycle_create_diff_update(server, tokenreview, pki, assert_configure
     reminted = fixed | {"client_cert_pem": new_cert, "client_key_pem": new_key}
     assert not provider.diff(created.id, updated, reminted).changes
 
-    grown = _inputs(server, _spec(tokenreview, ["team-a", "team-b"]))
+    grown = provider_inputs(server, _spec(tokenreview, ["team-a", "team-b"]), kube_api)
     diff = provider.diff(created.id, updated, grown)
     assert diff.changes and diff.replaces == [] and not diff.delete_before_replace
     again = provider.update(created.id, updated, grown).outs
@@ -97,10 +107,17 @@ def test_lifecycle_create_diff_update(server, tokenreview, pki, assert_configure
     assert again["root_token"] == outs["root_token"]
 
 
-def test_unreachable_vault_times_out_naming_what_it_waited_for(server, monkeypatch, tmp_path):
+def test_unreachable_vault_times_out_naming_what_it_waited_for(
+    server, kube_api, monkeypatch, tmp_path
+):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    inputs = _inputs(
-        server, platform_spec(), client_cert_pem=None, client_key_pem=None, wait_timeout=0.3
+    inputs = provider_inputs(
+        server,
+        platform_spec(),
+        kube_api,
+        client_cert_pem=None,
+        client_key_pem=None,
+        wait_timeout=0.3,
     )
     with pytest.raises(WaitTimeout) as info:
         VaultBootstrapProvider().create(inputs)
@@ -114,6 +131,7 @@ def test_check_names_each_bad_input():
     inputs = {
         "base_url": "ftp://vault",
         "client_cert_pem": "-----BEGIN CERTIFICATE-----",
+        "init_secret": {"api_url": "k3s:6443", "namespace": "Vault", "statefulset": "vault"},
         "spec": {"seal": "auto", "key_shares": 3, "key_threshold": 9},
         "wait_timeout": 0,
     }
@@ -121,16 +139,24 @@ def test_check_names_each_bad_input():
     assert sorted(f.property for f in failures) == [
         "base_url",
         "client_cert_pem",
+        "init_secret",
+        "init_secret",
         "spec",
         "wait_timeout",
+    ]
+    missing = VaultBootstrapProvider().check({}, {"base_url": "https://k3s", "spec": {}})
+    assert [(f.property, f.reason) for f in missing.failures] == [
+        ("init_secret", "required: {api_url, namespace, statefulset}")
     ]
 
 
 @pytest.mark.parametrize("unknown", [rpc.UNKNOWN, Unknown()], ids=["sentinel", "object"])
 def test_check_accepts_unknown_url_during_preview(unknown):
     """The dynamic-provider host passes unknown inputs as `Unknown` objects; mocks as a string."""
-    inputs = {"base_url": unknown, "spec": platform_spec().to_dict()}
+    inputs = {"base_url": unknown, "init_secret": unknown, "spec": platform_spec().to_dict()}
     assert VaultBootstrapProvider().check({}, inputs).failures == []
+    nested = {"api_url": unknown, "namespace": "vault", "statefulset": "vault"}
+    assert VaultBootstrapProvider().check({}, inputs | {"init_secret": nested}).failures == []
 
 
 def test_proxy_url():
@@ -189,7 +215,9 @@ def test_provider_survives_dill_serialisation():
     serialized = serialize_provider(VaultBootstrapProvider())
     restored = dill.loads(base64.b64decode(serialized))
     assert type(restored).__module__ == "components.vault.provider"
-    assert restored.check({}, {"base_url": "https://k3s", "spec": {}}).failures == []
+    init_secret = {"api_url": "https://k3s", "namespace": "vault", "statefulset": "vault"}
+    inputs = {"base_url": "https://k3s", "init_secret": init_secret, "spec": {}}
+    assert restored.check({}, inputs).failures == []
 
 
 def test_root_token_and_keys_are_secret_outputs():
@@ -198,13 +226,13 @@ def test_root_token_and_keys_are_secret_outputs():
     assert opts.protect
 
 
-def test_a_shamir_vault_is_updated_only_while_sealed(start_bao):
+def test_a_shamir_vault_is_updated_only_while_sealed(start_bao, kube_api):
     """A Shamir server seals itself when it restarts and only an update unseals it; a running
     one shows no change, so a second `up` is quiet (`--expect-no-changes`)."""
     server = start_bao(seal="shamir", tls=True)
     provider = VaultBootstrapProvider()
     spec = platform_spec(seal="shamir", kubernetes_host="https://kubernetes.default.svc")
-    inputs = _inputs(server, spec)
+    inputs = provider_inputs(server, spec, kube_api)
     olds = {"spec": spec.to_dict(), "converged": True}
     assert provider.diff("id", olds, inputs).changes
 
@@ -218,3 +246,31 @@ def test_a_shamir_vault_is_updated_only_while_sealed(start_bao):
 
     auto = platform_spec(seal="auto", kubernetes_host="https://kubernetes.default.svc").to_dict()
     assert not provider.diff("id", {"spec": auto, "converged": True}, {"spec": auto}).changes
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "shown"),
+    [
+        (b"<html><body>It works!</body></html>", "text/html", "HTTP 200 (text/html): '<html>"),
+        (b'{"kind": "Status", "apiVersion": "v1"}', "application/json", "['apiVersion', 'kind']"),
+    ],
+    ids=["html", "other-json"],
+)
+def test_an_endpoint_that_is_not_vault_is_named_with_its_answer(
+    pki, tmp_path, body, content_type, shown
+):
+    class Handler(JsonHandler):
+        def do_GET(self) -> None:
+            self._answer(200, body, content_type)
+
+        do_PUT = do_POST = do_GET
+
+    endpoint = HttpsServer(Handler, pki, tmp_path)
+    (tmp_path / "ca.pem").write_text(pki.ca_pem)
+    try:
+        client = hvac.Client(url=endpoint.url, token="", verify=str(tmp_path / "ca.pem"))
+        with pytest.raises(UnexpectedAnswer) as info:
+            bootstrap(client, platform_spec())
+    finally:
+        endpoint.close()
+    assert endpoint.url in str(info.value) and shown in str(info.value)
