@@ -404,6 +404,8 @@ class Harness:
             ("platform:local.kubeconfig", kubeconfig),
             ("platform:local.context", control_plane.CONTEXT),
             ("platform:charts.directory", str(self.charts)),
+            # Off by default on an existing cluster; on here so every pinned chart is installed.
+            ("platform:services.rancher", "true"),
         ):
             self.step(f"config {key}", "config", "set", "--path", key, value)
         self.step(
