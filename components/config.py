@@ -7,11 +7,11 @@ stack file (`platform:cluster.agents.min`) and what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
-import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+import unicodedata
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +28,18 @@ from components.sections import (
     K3S_NETWORKS,
     K8S_NAME_RE,
     Section,
+    unique,
+)
+from components.stack_file import (
+    ConfigError,
+    ConfigIssue,
+    JsonRefused,
+    StackFile,
+    is_secure,
+    json_value,
+    key_path,
+    printable,
+    shown,
 )
 from policy.settings import PolicyConfigError, PolicySettings
 
@@ -35,30 +47,24 @@ NAMESPACE = "platform"
 SECRET_KEYS = frozenset({"gitopsToken"})
 """Keys set with `pulumi config set --secret`: read where they are used, never validated here
 beyond their type, so their values never reach an error message."""
+_SECRET_NAMES = ", ".join(sorted(f"{NAMESPACE}:{key}" for key in SECRET_KEYS))
 
 
-@dataclass(frozen=True)
-class ConfigIssue:
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.key}: {self.message}"
-
-
-class ConfigError(ValueError):
-    """The stack configuration is invalid; `issues` lists every problem found."""
-
-    def __init__(self, issues: list[ConfigIssue]):
-        self.issues = issues
-        super().__init__("invalid stack configuration:\n" + "\n".join(f"  {i}" for i in issues))
+MAX_DOMAIN_CHARS = 253 - 64
+"""Apps and services are `<name>.<domain>` with names of up to 63 characters, and a DNS name
+holds at most 253."""
 
 
 def _cidr(value: str) -> str:
+    """An IPv4 CIDR block: the VPC, its subnets and the API's security-group rules are IPv4."""
     try:
-        net = ipaddress.ip_network(value, strict=True)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a CIDR block such as 10.0.0.0/16 ({exc})") from None
+        net = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"{shown(value)} is not a CIDR block such as 10.0.0.0/16") from None
+    if net.version != 4:
+        raise ValueError(f"{shown(value)} is IPv6; only IPv4 CIDR blocks are supported here")
+    if ipaddress.ip_interface(value).ip != net.network_address:
+        raise ValueError(f"{shown(value)} has host bits set; the block is {net}")
     return str(net)
 
 
@@ -76,8 +82,8 @@ class ExistingVpc(Section):
     vpc_id: str = Field(pattern=r"^vpc-[0-9a-f]{8,17}$")
     vpc_cidr: str
     """CIDR of the existing VPC (nodes accept cluster traffic from it)."""
-    public_subnet_ids: list[str] = Field(min_length=1)
-    private_subnet_ids: list[str] = []
+    public_subnet_ids: list[str] = Field(min_length=1, max_length=16)
+    private_subnet_ids: list[str] = Field(default_factory=list, max_length=16)
 
     @field_validator("vpc_cidr")
     @classmethod
@@ -89,8 +95,8 @@ class ExistingVpc(Section):
     def _check_subnets(cls, v: list[str]) -> list[str]:
         bad = [s for s in v if not re.match(r"^subnet-[0-9a-f]{8,17}$", s)]
         if bad:
-            raise ValueError(f"not subnet IDs (subnet-0123abcd...): {bad}")
-        return v
+            raise ValueError(f"not subnet IDs (subnet-0123abcd...): {shown(bad)}")
+        return unique(v)
 
 
 class NetworkConfig(Section):
@@ -99,8 +105,8 @@ class NetworkConfig(Section):
     vpc_cidr: str = "10.20.0.0/16"
     availability_zones: int = Field(default=1, ge=1, le=3)
     """How many AZs to span (servers are spread over them)."""
-    public_subnet_cidrs: list[str] = ["10.20.0.0/20"]
-    private_subnet_cidrs: list[str] = []
+    public_subnet_cidrs: list[str] = Field(default=["10.20.0.0/20"], max_length=3)
+    private_subnet_cidrs: list[str] = Field(default_factory=list, max_length=3)
     """Private subnets for the nodes; requires NAT gateways for egress."""
     nat_gateways: Literal["none", "single", "perAz"] = "none"
     node_subnets: Literal["public", "private"] = "public"
@@ -109,7 +115,10 @@ class NetworkConfig(Section):
     @field_validator("vpc_cidr")
     @classmethod
     def _check_vpc(cls, v: str) -> str:
-        return _cidr(v)
+        cidr = _cidr(v)
+        if not 16 <= ipaddress.ip_network(cidr).prefixlen <= 28:
+            raise ValueError(f"{cidr} is not /16 to /28, the sizes AWS allows for a VPC")
+        return cidr
 
     @field_validator("public_subnet_cidrs", "private_subnet_cidrs")
     @classmethod
@@ -128,6 +137,22 @@ class AgentsConfig(Section):
     """Share of agents above the on-demand base that run on Spot capacity."""
 
 
+CRON_RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 6)]
+_CRON_PART = re.compile(r"^(\*|(?P<low>\d{1,2})(-(?P<high>\d{1,2}))?)(/(?P<step>\d{1,2}))?$")
+
+
+def _cron_field_ok(field: str, bounds: tuple[int, int]) -> bool:
+    """One cron field (`*/6`, `1-5`, `0,30`) within its range: K3s refuses to start otherwise."""
+    for part in field.split(","):
+        match = _CRON_PART.match(part)
+        if not match or match["step"] in ("0", "00"):
+            return False
+        numbers = [int(n) for n in (match["low"], match["high"]) if n is not None]
+        if any(not bounds[0] <= n <= bounds[1] for n in numbers) or numbers != sorted(numbers):
+            return False
+    return True
+
+
 class EtcdSnapshotConfig(Section):
     schedule: str = "0 */6 * * *"
     retention: int = Field(default=20, ge=1, le=500)
@@ -137,8 +162,14 @@ class EtcdSnapshotConfig(Section):
     @field_validator("schedule")
     @classmethod
     def _check_cron(cls, v: str) -> str:
-        if len(v.split()) != 5 or not re.fullmatch(r"[0-9*/,\- ]+", v):
-            raise ValueError(f"{v!r} is not a 5-field cron expression such as '0 */6 * * *'")
+        fields = v.split()
+        if len(fields) != len(CRON_RANGES) or not all(
+            _cron_field_ok(f, r) for f, r in zip(fields, CRON_RANGES, strict=True)
+        ):
+            raise ValueError(
+                f"{shown(v)} is not a 5-field cron expression such as '0 */6 * * *' "
+                "(minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-6)"
+            )
         return v
 
 
@@ -151,8 +182,9 @@ class ClusterConfig(Section):
     k3s_version: str = Field(default=versions.K3S_VERSION, alias="k3sVersion")
     agents: AgentsConfig = AgentsConfig()
     root_volume_gb: int = Field(default=40, ge=20, le=2000)
-    api_allowed_cidrs: list[str] = Field(min_length=1)
-    """CIDRs allowed to reach the Kubernetes API on 6443 (your office / VPN / CI egress)."""
+    api_allowed_cidrs: list[str] = Field(min_length=1, max_length=50)
+    """IPv4 CIDRs allowed to reach the Kubernetes API on 6443 (your office / VPN / CI egress);
+    one security-group rule each, and a group holds 60 by default."""
     endpoint: Literal["eip", "nlb"] | None = None
     """`eip` (one server, no load balancer cost) or `nlb`; default: eip for 1 server, nlb for HA."""
     etcd_snapshots: EtcdSnapshotConfig = EtcdSnapshotConfig()
@@ -169,14 +201,14 @@ class ClusterConfig(Section):
     @field_validator("api_allowed_cidrs")
     @classmethod
     def _check_cidrs(cls, v: list[str]) -> list[str]:
-        return [_cidr(c) for c in v]
+        return unique([_cidr(c) for c in v])
 
     @field_validator("k3s_version")
     @classmethod
     def _check_k3s(cls, v: str) -> str:
         minor = versions.k3s_minor(v)
         if minor is None:
-            raise ValueError(f"{v!r} is not a K3s release such as {versions.K3S_VERSION}")
+            raise ValueError(f"{shown(v)} is not a K3s release such as {versions.K3S_VERSION}")
         low, high = versions.RANCHER.kube_min, versions.RANCHER.kube_max
         if not (
             versions.minor_tuple(low) <= versions.minor_tuple(minor) <= versions.minor_tuple(high)
@@ -199,15 +231,15 @@ class LocalConfig(Section):
     """Path to the kubeconfig file (`~` is expanded)."""
     context: str | None = None
     ingress_ip: str = "127.0.0.1"
-    """Address the cluster's ingress answers on (k3d maps 80/443 to the host)."""
+    """IPv4 address the cluster's ingress answers on (k3d maps 80/443 to the host)."""
 
     @field_validator("ingress_ip")
     @classmethod
     def _check_ip(cls, v: str) -> str:
         try:
-            return str(ipaddress.ip_address(v))
+            return str(ipaddress.IPv4Address(v))
         except ValueError:
-            raise ValueError(f"{v!r} is not an IP address") from None
+            raise ValueError(f"{shown(v)} is not an IPv4 address such as 127.0.0.1") from None
 
 
 class DnsConfig(Section):
@@ -220,7 +252,12 @@ class DnsConfig(Section):
     @classmethod
     def _check_domain(cls, v: str | None) -> str | None:
         if v is not None and not DNS_NAME_RE.match(v):
-            raise ValueError(f"{v!r} is not a DNS name such as dev.example.com (lower case)")
+            raise ValueError(f"{shown(v)} is not a DNS name such as dev.example.com (lower case)")
+        if v is not None and len(v) > MAX_DOMAIN_CHARS:
+            raise ValueError(
+                f"{len(v)} characters; at most {MAX_DOMAIN_CHARS} leave room for the "
+                "`<name>.` of the hostnames under it (a DNS name holds 253)"
+            )
         return v
 
 
@@ -236,7 +273,7 @@ class TlsConfig(Section):
     @classmethod
     def _check_email(cls, v: str | None) -> str | None:
         if v is not None and not EMAIL_RE.match(v):
-            raise ValueError(f"{v!r} is not an e-mail address")
+            raise ValueError(f"{shown(v)} is not an e-mail address")
         return v
 
 
@@ -246,7 +283,7 @@ class GitOpsConfig(Section):
     repo_url: str
     revision: str = "main"
     path: str = "argocd-apps"
-    extras: list[str] = []
+    extras: list[str] = Field(default_factory=list, max_length=50)
     """Folders of `<path>/extras/` this environment runs (e.g. nodelocaldns); none by default."""
 
     @field_validator("extras")
@@ -254,23 +291,23 @@ class GitOpsConfig(Section):
     def _check_extras(cls, v: list[str]) -> list[str]:
         bad = [e for e in v if not K8S_NAME_RE.match(e)]
         if bad:
-            raise ValueError(f"{bad} are not folder names under extras/ (a-z, 0-9 and '-')")
-        if len(set(v)) != len(v):
-            raise ValueError(f"{v} lists an extra twice")
-        return v
+            raise ValueError(f"{shown(bad)} are not folder names under extras/ (a-z, 0-9 and '-')")
+        return unique(v)
 
     @field_validator("repo_url")
     @classmethod
     def _check_url(cls, v: str) -> str:
         if not re.match(r"^(https://|ssh://|git://|git@)[^\s]+$", v):
-            raise ValueError(f"{v!r} is not a Git URL (https://, ssh://, git:// or git@host:...)")
+            raise ValueError(
+                f"{shown(v)} is not a Git URL (https://, ssh://, git:// or git@host:...)"
+            )
         return v
 
     @field_validator("path")
     @classmethod
     def _check_path(cls, v: str) -> str:
         if v.startswith("/") or ".." in v.split("/") or not v.strip("/"):
-            raise ValueError(f"{v!r} must be a relative path inside the repository")
+            raise ValueError(f"{shown(v)} must be a relative path inside the repository")
         return v.strip("/")
 
 
@@ -289,7 +326,7 @@ class ServicesConfig(Section):
     """Default: on for AWS stacks, off on an existing (local) cluster."""
     secrets_server: Literal["vault", "openbao"] = "vault"
     """The chart behind the same Vault API: HashiCorp Vault (BUSL) or OpenBao (MPL)."""
-    app_namespaces: list[str] = Field(default_factory=list)
+    app_namespaces: list[str] = Field(default_factory=list, max_length=100)
     """Namespaces that get a Vault policy and role `apps-<ns>` for their own secrets."""
 
     @field_validator("app_namespaces")
@@ -297,8 +334,8 @@ class ServicesConfig(Section):
     def _check_namespaces(cls, v: list[str]) -> list[str]:
         bad = [ns for ns in v if not K8S_NAME_RE.match(ns)]
         if bad:
-            raise ValueError(f"not Kubernetes namespace names: {bad}")
-        return v
+            raise ValueError(f"not Kubernetes namespace names: {shown(bad)}")
+        return unique(v)
 
     def rancher_enabled(self, target: str) -> bool:
         return self.rancher if self.rancher is not None else target == "aws"
@@ -330,7 +367,7 @@ class PlatformConfig(Section):
     @classmethod
     def _check_env(cls, v: str) -> str:
         if not ENV_NAME_RE.match(v):
-            raise ValueError(f"{v!r} must be lower case letters, digits and '-', at most 16")
+            raise ValueError(f"{shown(v)} must be lower case letters, digits and '-', at most 16")
         return v
 
     @property
@@ -355,10 +392,7 @@ def _key(loc: tuple[Any, ...]) -> str:
     if not loc:
         return f"{NAMESPACE}:"
     head, rest = loc[0], loc[1:]
-    key = "aws:region" if head == "awsRegion" else f"{NAMESPACE}:{head}"
-    for part in rest:
-        key += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return key
+    return key_path("aws:region" if head == "awsRegion" else f"{NAMESPACE}:{head}", rest)
 
 
 def _overlaps(cidrs: list[str]) -> list[tuple[str, str]]:
@@ -372,7 +406,7 @@ def _chart_directory_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
     assert cfg.charts.directory is not None
     folder = Path(cfg.charts.directory).expanduser()
     if not folder.is_dir():
-        return [ConfigIssue(key, f"{cfg.charts.directory!r} is not a directory")]
+        return [ConfigIssue(key, f"{shown(cfg.charts.directory)} is not a directory")]
     pins = [versions.CERT_MANAGER, versions.EXTERNAL_SECRETS, versions.ARGO_CD]
     pins.append(versions.OPENBAO if cfg.services.secrets_server == "openbao" else versions.VAULT)
     if cfg.services.rancher_enabled(cfg.target):
@@ -386,7 +420,7 @@ def _chart_directory_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
         return [
             ConfigIssue(
                 key,
-                f"{cfg.charts.directory} has no {', '.join(missing)} "
+                f"{shown(cfg.charts.directory)} has no {', '.join(missing)} "
                 "(`helm pull <repo>/<chart> --version <version>` writes that name)",
             )
         ]
@@ -403,9 +437,7 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
     try:
         PolicySettings.from_policy_config(cfg.policy, where=f"{NAMESPACE}:policy")
     except PolicyConfigError as exc:
-        for problem in exc.issues:
-            key, _, message = problem.partition(": ")
-            issues.append(ConfigIssue(key, message))
+        issues += exc.config_issues()
 
     if cfg.charts.directory is not None:
         issues += _chart_directory_issues(cfg)
@@ -436,7 +468,7 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
     if not cfg.aws_region:
         issues.append(ConfigIssue("aws:region", "required when platform:target is aws"))
     elif not AWS_REGION_RE.match(cfg.aws_region):
-        issues.append(ConfigIssue("aws:region", f"{cfg.aws_region!r} is not an AWS region"))
+        issues.append(ConfigIssue("aws:region", f"{shown(cfg.aws_region)} is not an AWS region"))
     if cfg.cluster is None:
         add("cluster", "required when platform:target is aws (at least apiAllowedCidrs)")
         return issues
@@ -448,14 +480,15 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
     ]:
         arch = instance_arch(itype)
         if arch is None:
-            add(f"cluster.{key}", f"{itype!r} is not an EC2 instance type such as t3.large")
+            add(f"cluster.{key}", f"{shown(itype)} is not an EC2 instance type such as t3.large")
         elif arch != cl.arch:
             family = (
                 "Graviton (t4g, m7g, c7g...)" if cl.arch == "arm64" else "x86 (t3, m6i, c6a...)"
             )
             add(
                 f"cluster.{key}",
-                f"{itype} is {arch}; platform:cluster.arch {cl.arch} needs a {family} type",
+                f"{printable(itype)} is {arch}; platform:cluster.arch {cl.arch} needs a "
+                f"{family} type",
             )
 
     ag = cl.agents
@@ -541,73 +574,187 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
     return issues
 
 
-def parse(raw: Mapping[str, Any]) -> PlatformConfig:
-    """Build the config from stack-file keys (`{"platform:cluster": {...}, "aws:region": ...}`)."""
+def _suggestion(written: str, known: Collection[str]) -> str:
+    close = difflib.get_close_matches(written.lower(), [k.lower() for k in known], n=1, cutoff=0.75)
+    match = [k for k in known if close and k.lower() == close[0]]
+    return f"; did you mean {match[0]}?" if match else ""
+
+
+def _outside_issue(full_key: str) -> ConfigIssue | None:
+    """A key of another namespace that is most likely a misspelt platform or AWS key."""
+    ns, _, key = full_key.partition(":")
+    lookalike = ns not in (NAMESPACE, "aws") and (
+        ns.lower() in (NAMESPACE, "aws") or _suggestion(ns, [NAMESPACE])
+    )
+    if lookalike:
+        fixed = f"{'aws' if ns.lower() == 'aws' else NAMESPACE}:{key}"
+        return ConfigIssue(
+            full_key, f"unknown namespace {printable(ns)}; did you mean {printable(fixed)}?"
+        )
+    if ns == "aws" and key != "region" and _suggestion(key, ["region"]):
+        return ConfigIssue(full_key, "unknown AWS key; did you mean aws:region?")
+    return None
+
+
+def _control_characters(key: str, value: Any) -> Iterator[ConfigIssue]:
+    """Strings holding control or format characters: no setting needs them, and they would reach
+    manifests, user data and terminals as they are."""
+    if isinstance(value, str):
+        bad = sorted({c for c in value if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")})
+        if bad:
+            yield ConfigIssue(
+                key, f"holds the control character {shown(bad[0])}; remove it (got {shown(value)})"
+            )
+    elif isinstance(value, Mapping):
+        for name, item in value.items():
+            yield from _control_characters(f"{key}.{name}", item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _control_characters(f"{key}[{i}]", item)
+
+
+def _validation_issues(exc: ValidationError, skipped: Collection[str]) -> Iterator[ConfigIssue]:
+    """Pydantic's errors as keys written in the stack file; errors under `skipped` keys (secrets
+    refused already) are left out."""
+    for err in exc.errors():
+        if err["loc"] and err["loc"][0] in skipped:
+            continue
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            example = EXAMPLES.get(str(err["loc"][-1]))
+            msg = (
+                f"required, e.g. {example}" if example else "required (see stacks/Pulumi.dev.yaml)"
+            )
+        elif err["type"].endswith("_type") or err["type"] == "literal_error":
+            msg = f"{msg} (got {shown(err['input'])})"
+        yield ConfigIssue(_key(err["loc"]), msg)
+
+
+def _fields(
+    raw: Mapping[str, Any], secret_keys: Collection[str]
+) -> tuple[dict[str, Any], list[ConfigIssue], set[str]]:
+    """The platform's values by field name, the problems of the keys themselves, and the fields
+    refused for being secrets."""
     data: dict[str, Any] = {}
     issues: list[ConfigIssue] = []
-    fields = {f.alias or name for name, f in PlatformConfig.model_fields.items()}
+    refused: set[str] = set()
+    fields = {f.alias or name for name, f in PlatformConfig.model_fields.items()} - {"awsRegion"}
     for full_key, value in raw.items():
-        ns, _, key = full_key.partition(":")
-        if full_key == "aws:region":
-            data["awsRegion"] = value
-        elif ns == NAMESPACE:
-            if key in SECRET_KEYS:
-                # Decrypted by the engine: a string; read from the stack file: {secure: <cipher>}.
-                stored = isinstance(value, Mapping) and set(value) == {"secure"}
-                if not stored and (not isinstance(value, str) or not value):
-                    issues.append(
-                        ConfigIssue(
-                            full_key,
-                            "must be a non-empty string set with `pulumi config set --secret`",
-                        )
+        ns, colon, key = full_key.partition(":")
+        field = "awsRegion" if full_key == "aws:region" else key
+        if not colon:
+            issues.append(
+                ConfigIssue(
+                    full_key,
+                    "not a config key; keys are `<namespace>:<name>`, e.g. platform:environment",
+                )
+            )
+        elif ns == NAMESPACE and key in SECRET_KEYS:
+            # Decrypted by the engine: a string; read from the stack file: {secure: <cipher>}.
+            stored = isinstance(value, Mapping) and set(value) == {"secure"}
+            if not stored and (not isinstance(value, str) or not value):
+                issues.append(
+                    ConfigIssue(
+                        full_key, "must be a non-empty string set with `pulumi config set --secret`"
                     )
-            elif key not in fields or key == "awsRegion":
-                known = (fields - {"awsRegion"}) | SECRET_KEYS
-                allowed = ", ".join(sorted(f"{NAMESPACE}:{f}" for f in known))
-                issues.append(ConfigIssue(full_key, f"unknown key; allowed: {allowed}"))
-            else:
-                data[key] = value
+                )
+        elif field != "awsRegion" and ns != NAMESPACE:
+            issues += filter(None, [_outside_issue(full_key)])
+        elif full_key in secret_keys or is_secure(value):
+            refused.add(field)
+            issues.append(
+                ConfigIssue(
+                    full_key,
+                    f"set as a secret, but only {_SECRET_NAMES} may be one: set it again "
+                    "without --secret",
+                )
+            )
+        elif field not in fields | {"awsRegion"}:
+            known = fields | SECRET_KEYS
+            allowed = sorted(f"{NAMESPACE}:{f}" for f in known)
+            issues.append(
+                ConfigIssue(
+                    full_key,
+                    f"unknown key{_suggestion(full_key, allowed)} (allowed: {', '.join(allowed)})",
+                )
+            )
+        else:
+            data[field] = value
+            issues += _control_characters(full_key, value)
+    return data, issues, refused
+
+
+def parse(raw: Mapping[str, Any], secret_keys: Collection[str] = ()) -> PlatformConfig:
+    """Build the config from stack-file keys (`{"platform:cluster": {...}, "aws:region": ...}`).
+
+    `secret_keys` are the keys set with `--secret` (the engine passes their values decrypted):
+    their values are never shown, and only SECRET_KEYS may be one."""
+    data, issues, refused = _fields(raw, secret_keys)
     try:
         cfg = PlatformConfig.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
-            msg = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            elif err["type"] == "missing":
-                example = EXAMPLES.get(str(err["loc"][-1]))
-                msg = (
-                    f"required, e.g. {example}"
-                    if example
-                    else "required (see stacks/Pulumi.dev.yaml)"
-                )
-            elif err["type"].endswith("_type") or err["type"] == "literal_error":
-                msg = f"{msg} (got {err['input']!r})"
-            issues.append(ConfigIssue(_key(err["loc"]), msg))
-        raise ConfigError(issues) from None
+        raise ConfigError(issues + list(_validation_issues(exc, refused))) from None
+    if refused:
+        # Defaults stand in for the refused keys: checks across keys would judge those.
+        raise ConfigError(issues)
     issues += _semantic_issues(cfg)
     if issues:
         raise ConfigError(issues)
     return cfg
 
 
-def decode(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The platform's keys with JSON text decoded: the engine hands every value over as text, and
-    `pulumi new` / `pulumi config set` store objects as JSON strings in the stack file."""
+def decode(values: Mapping[str, Any], secret_keys: Collection[str] = ()) -> dict[str, Any]:
+    """The config with the platform's JSON text decoded: the engine hands every value over as
+    text, and `pulumi new` / `pulumi config set` store objects as JSON strings in the stack file.
+
+    Secrets and other namespaces stay as they are."""
     decoded: dict[str, Any] = {}
+    issues: list[ConfigIssue] = []
     for key, value in values.items():
-        if key.removeprefix(f"{NAMESPACE}:") in SECRET_KEYS:
-            decoded[key] = value
-        elif key.startswith(f"{NAMESPACE}:") or key == "aws:region":
+        decoded[key] = value
+        ours = key.startswith(f"{NAMESPACE}:") or key == "aws:region"
+        secret = key in secret_keys or key.removeprefix(f"{NAMESPACE}:") in SECRET_KEYS
+        if ours and not secret and isinstance(value, str):
             try:
-                decoded[key] = json.loads(value) if isinstance(value, str) else value
-            except json.JSONDecodeError:
-                decoded[key] = value
+                decoded[key] = json_value(value)
+            except JsonRefused as exc:
+                issues.append(ConfigIssue(key, str(exc)))
+            except ValueError:
+                pass
+    if issues:
+        raise ConfigError(issues)
     return decoded
+
+
+def from_stack_file(stack: StackFile) -> PlatformConfig:
+    """Validate a stack file read by `components.stack_file.load`; issues name its lines."""
+    try:
+        return parse(decode(stack.values, stack.secret_keys), stack.secret_keys)
+    except ConfigError as exc:
+        raise stack.located(exc) from None
+
+
+def checked_values(stack: StackFile) -> dict[str, Any]:
+    """The stack file's config decoded, once its keys pass the checks `parse` makes of keys
+    (namespaces, secrets, control characters), for readers of a few keys such as the policy
+    checker; their values are for the reader to validate."""
+    try:
+        values = decode(stack.values, stack.secret_keys)
+        issues = _fields(values, stack.secret_keys)[1]
+        if issues:
+            raise ConfigError(issues)
+    except ConfigError as exc:
+        raise stack.located(exc) from None
+    return values
 
 
 def from_pulumi() -> PlatformConfig:
     """Read the stack's configuration from the Pulumi runtime and validate it."""
     import pulumi.runtime.config as runtime_config
 
-    return parse(decode({**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}))
+    values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret_keys = set(runtime_config.get_config_secret_keys_env())
+    secret_keys |= {key for key in values if runtime_config.is_config_secret(key)}
+    return parse(decode(values, secret_keys), secret_keys)

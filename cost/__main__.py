@@ -7,7 +7,7 @@ import sys
 
 from components.config import ConfigError
 from cost.estimate import UnknownPrice, eks_comparison, estimate
-from synth.core import synthesize
+from synth.core import stack_name, synthesize
 
 
 def stack_estimates(stack: str):
@@ -36,10 +36,11 @@ def markdown(stacks: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cost", description=__doc__)
-    parser.add_argument("--stack", default="dev")
+    parser.add_argument("--stack", default="dev", type=stack_name)
     parser.add_argument(
         "--markdown",
         nargs="*",
+        type=stack_name,
         metavar="STACK",
         help="print the docs table comparing these stacks with EKS",
     )
@@ -49,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
             print(markdown(args.markdown or ["dev", "prod"]), end="")
             return 0
         _, est, eks = stack_estimates(args.stack)
-    except (ConfigError, UnknownPrice, FileNotFoundError) as exc:
+    except ConfigError as exc:
+        print("\n".join(f"cost: {line}" for line in exc.lines()), file=sys.stderr)
+        return 2
+    except (UnknownPrice, FileNotFoundError) as exc:
         print(f"cost: {exc}", file=sys.stderr)
         return 2
     if est is None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from components.stack_file import printable
+
 PRICES = Path(__file__).with_name("prices.yaml")
 
 
@@ -104,7 +106,7 @@ def estimate(resources: Iterable[Resource], region: str) -> Estimate:
             return prices["instance_hourly"][itype]
         except KeyError:
             raise UnknownPrice(
-                f"cost/prices.yaml has no {region} price for instance type {itype}"
+                f"cost/prices.yaml has no {region} price for instance type {printable(itype)}"
             ) from None
 
     def of_type(typ: str) -> list[Resource]:

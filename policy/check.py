@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
+from components.config import checked_values
+from components.stack_file import ConfigError, load, load_mapping
 from policy.engine import Finding, Manifest, evaluate, items_from_manifest
 from policy.rules import RULES_BY_ID, Enforcement
 from policy.settings import STACK_KEY, PolicyConfigError, PolicySettings
@@ -75,28 +77,29 @@ def load_manifests(paths: Sequence[str], stdin: TextIO) -> tuple[list[Manifest],
     return manifests, len(sources)
 
 
-def _read_mapping(path: Path, what: str) -> dict[str, Any]:
-    try:
-        documents = _parse(path.read_text(encoding="utf-8"), str(path))
-    except OSError as exc:
-        raise InputError(f"{what} {path}: {exc}") from None
-    if len(documents) != 1 or not isinstance(documents[0], dict):
-        raise InputError(f"{what} {path}: expected one YAML/JSON mapping")
-    return documents[0]
-
-
 def settings_from_args(args: argparse.Namespace) -> PolicySettings:
-    """Stack file facts and `platform:policy`, with the --config entries and flags on top."""
+    """Stack file facts and `platform:policy`, with the --config entries and flags on top.
+
+    ConfigError names the file (and line) of every problem with the stack file or --config."""
     stack: dict[str, Any] = {}
     if args.stack:
-        stack = dict(_read_mapping(args.stack, "stack file").get("config") or {})
-    policy = dict(stack.get(STACK_KEY) or {})
+        file = load(args.stack)
+        stack = checked_values(file)
+        _settings(stack, file.located)
     if args.config:
-        policy.update(_read_mapping(args.config, "policy config"))
-    stack[STACK_KEY] = policy
+        stack[STACK_KEY] = {**(stack.get(STACK_KEY) or {}), **load_mapping(args.config)}
     if args.production:
         stack["platform:production"] = True
-    return PolicySettings.from_stack_config(stack)
+    return _settings(stack, lambda error: ConfigError(error.issues, str(args.config)))
+
+
+def _settings(
+    stack: dict[str, Any], located: Callable[[ConfigError], ConfigError]
+) -> PolicySettings:
+    try:
+        return PolicySettings.from_stack_config(stack)
+    except PolicyConfigError as exc:
+        raise located(ConfigError(exc.config_issues())) from None
 
 
 def _text_report(findings: list[Finding], objects: int, files: int, out: TextIO) -> None:
@@ -165,7 +168,10 @@ def main(
     try:
         settings = settings_from_args(args)
         manifests, files = load_manifests(args.paths, stdin)
-    except (InputError, PolicyConfigError) as exc:
+    except ConfigError as exc:
+        sys.stderr.writelines(f"error: {line}\n" for line in exc.lines())
+        return 2
+    except InputError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     findings = evaluate(manifests=manifests, settings=settings)

@@ -11,16 +11,23 @@ with levels mandatory, advisory and disabled. It is the value of the stack confi
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components.registry.config import RegistryConfig
+from components.stack_file import ConfigIssue, json_value, key_path, shown
 from policy.rules import RULES, RULES_BY_ID, Enforcement, Params, StackInfo, get_rule
 
 STACK_KEY = "platform:policy"
+_FACT_KEYS = {
+    "environment": "platform:environment",
+    "region": "aws:region",
+    "monthly_budget_usd": "platform:monthlyBudgetUsd",
+    "registry": "platform:registry",
+}
+"""The stack config key each fact is read from."""
 _LEVELS = ", ".join(level.value for level in Enforcement)
 
 
@@ -30,6 +37,10 @@ class PolicyConfigError(ValueError):
     def __init__(self, issues: list[str]) -> None:
         self.issues = issues
         super().__init__("invalid policy configuration:\n" + "\n".join(f"  {i}" for i in issues))
+
+    def config_issues(self) -> list[ConfigIssue]:
+        """The issues as stack config issues: the key each names, and the message."""
+        return [ConfigIssue(*issue.partition(": ")[::2]) for issue in self.issues]
 
 
 class RuleOverride(BaseModel):
@@ -42,14 +53,20 @@ class RuleOverride(BaseModel):
     """Threshold values by their camelCase config names (validated against the rule's Params)."""
 
 
+def _issues(exc: ValidationError, key: Callable[[tuple[Any, ...]], str]) -> list[str]:
+    """One `key: message` line per error; `key` names the stack config key of a location."""
+    return [
+        f"{key(error['loc'])}: {error['msg'].removeprefix('Value error, ')}"
+        + (f" (got {shown(error['input'])})" if error["type"].endswith("_type") else "")
+        for error in exc.errors()
+    ]
+
+
 def _param_issues(rule_id: str, params: Mapping[str, Any], where: str) -> list[str]:
     try:
         get_rule(rule_id).params.model_validate(params)
     except ValidationError as exc:
-        return [
-            f"{where}.{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-            for error in exc.errors()
-        ]
+        return _issues(exc, lambda loc: key_path(where, loc))
     return []
 
 
@@ -138,7 +155,10 @@ class PolicySettings(BaseModel):
         """Parse the policy-config shape; PolicyConfigError lists every problem by its key."""
         if config is not None and not isinstance(config, Mapping):
             raise PolicyConfigError(
-                [f"{where}: expected a mapping of rule id to level or settings, got {config!r}"]
+                [
+                    f"{where}: expected a mapping of rule id to level or settings, "
+                    f"got {shown(config)}"
+                ]
             )
         issues: list[str] = []
         default: Enforcement | None = None
@@ -151,12 +171,14 @@ class PolicySettings(BaseModel):
                 params = {k: v for k, v in value.items() if k != "enforcementLevel"}
                 level = value.get("enforcementLevel")
             else:
-                issues.append(f"{path}: expected a level ({_LEVELS}) or a mapping, got {value!r}")
+                issues.append(
+                    f"{path}: expected a level ({_LEVELS}) or a mapping, got {shown(value)}"
+                )
                 continue
             try:
                 enforcement = None if level is None else Enforcement(level)
             except ValueError:
-                issues.append(f"{path}: enforcement level {level!r} is not one of {_LEVELS}")
+                issues.append(f"{path}: enforcement level {shown(level)} is not one of {_LEVELS}")
                 continue
             if key == "all":
                 if params:
@@ -182,39 +204,44 @@ class PolicySettings(BaseModel):
         """Settings from a stack's config: the `config:` mapping of `stacks/Pulumi.<stack>.yaml`.
 
         Reads `platform:policy`, `platform:production`, `platform:target` and the facts of
-        STACK_FACT_KEYS. Values may also be the JSON strings the Pulumi engine hands a policy pack
-        in PULUMI_CONFIG.
+        _FACT_KEYS; PolicyConfigError lists every problem. Values may also be the JSON strings the
+        Pulumi engine hands a policy pack in PULUMI_CONFIG.
         """
         production = _decode(stack_config.get("platform:production", False))
         target = _decode(stack_config.get("platform:target", "aws"))
+        issues = []
         if not isinstance(production, bool):
-            raise PolicyConfigError(
-                [f"platform:production: expected true or false, got {production!r}"]
-            )
-        registry = _decode(stack_config.get("platform:registry"))
+            issues.append(f"platform:production: expected true or false, got {shown(production)}")
+        if target not in ("aws", "existing"):
+            issues.append(f"platform:target: expected aws or existing, got {shown(target)}")
+        facts = {
+            name: _decode(value)
+            for name, key in _FACT_KEYS.items()
+            if (value := stack_config.get(key)) is not None
+        }
         try:
-            facts = {
-                "environment": _decode(stack_config.get("platform:environment")),
-                "region": _decode(stack_config.get("aws:region")),
-                "monthly_budget_usd": _decode(stack_config.get("platform:monthlyBudgetUsd")),
-                "registry": None if registry is None else RegistryConfig.model_validate(registry),
-            }
+            validated = cls.model_validate(facts)
         except ValidationError as exc:
-            raise PolicyConfigError([f"platform:registry: {exc}"]) from None
-        return cls.from_policy_config(
-            _decode(stack_config.get(STACK_KEY)),
-            production=production,
-            aws=target != "existing",
-            where=STACK_KEY,
-            **facts,
-        )
+            issues += _issues(exc, lambda loc: key_path(_FACT_KEYS[loc[0]], loc[1:]))
+        try:
+            settings = cls.from_policy_config(
+                _decode(stack_config.get(STACK_KEY)),
+                production=production is True,
+                aws=target != "existing",
+                where=STACK_KEY,
+            )
+        except PolicyConfigError as exc:
+            issues += exc.issues
+        if issues:
+            raise PolicyConfigError(issues)
+        return settings.model_copy(update={name: getattr(validated, name) for name in facts})
 
 
 def _decode(value: Any) -> Any:
     """Engine-provided config values are JSON text ("true", "{...}"); stack files are parsed."""
     if isinstance(value, str):
         try:
-            return json.loads(value)
+            return json_value(value)
         except ValueError:
             return value
     return value

@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 
 from components.config import ConfigError
-from synth.core import REPO, synthesize, write
+from synth.core import REPO, stack_name, synthesize, write
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m synth", description=__doc__)
-    parser.add_argument("--stack", default="dev", help="stack name (stacks/Pulumi.<stack>.yaml)")
+    parser.add_argument(
+        "--stack", default="dev", type=stack_name, help="stack name (stacks/Pulumi.<stack>.yaml)"
+    )
     parser.add_argument("--out", type=Path, help="output folder (default build/synth/<stack>)")
     parser.add_argument(
         "--stack-file", type=Path, help="stack file to use instead of stacks/Pulumi.<stack>.yaml"
@@ -28,10 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"synth: {exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:
-        print(
-            f"synth: {args.stack_file or f'stacks/Pulumi.{args.stack}.yaml'}: {exc}",
-            file=sys.stderr,
-        )
+        print("\n".join(f"synth: {line}" for line in exc.lines()), file=sys.stderr)
         return 2
     write(result, out)
     print(

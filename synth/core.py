@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import re
 import runpy
 import shutil
 import subprocess
@@ -18,6 +20,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from components import config as stack_config
+from components.stack_file import StackFile, load, printable
 from cost import estimate as cost
 from policy.engine import Finding, evaluate
 from policy.settings import PolicySettings
@@ -25,6 +28,10 @@ from synth.mocks import SECRET, RecordingMonitor, Registration, SynthMocks, reda
 
 REPO = Path(__file__).resolve().parent.parent
 K8S_NOT_OBJECTS = ("kubernetes:helm.sh/", "pulumi:providers:", "kubernetes:yaml")
+STACK_NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,27}$")
+"""What Pulumi allows in a stack name, except a leading dot (the name is also a folder name),
+and short enough for the longest name the program derives from it: IAM's 64 characters hold
+`gitops-platform-<stack>-server-role` and Pulumi's 8-character suffix."""
 
 
 @dataclass
@@ -52,37 +59,50 @@ def project_name() -> str:
     return yaml.safe_load((REPO / "Pulumi.yaml").read_text())["name"]
 
 
+def stack_name(text: str) -> str:
+    """An argparse type: a stack name that can also name its files and folders."""
+    if not STACK_NAME_RE.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{printable(repr(text))} is not a stack name (at most 28 letters, digits, '_', '-' "
+            "and '.')"
+        )
+    return text
+
+
 def stack_file(stack: str) -> Path:
     return REPO / "stacks" / f"Pulumi.{stack}.yaml"
 
 
-def load_stack_config(stack: str, path: Path | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The stack file's config as the engine passes it (JSON text for objects), and its secret keys.
-
-    `secure:` values cannot be decrypted offline; they become "[secret]" and stay marked secret.
-    """
-    path = path or stack_file(stack)
-    if not path.exists():
+def read_stack_file(stack: str, path: Path | None = None) -> StackFile:
+    """The stack file, `path` or `stacks/Pulumi.<stack>.yaml`, read and checked by
+    `components.stack_file`."""
+    if path is None and not stack_file(stack).exists():
         known = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
-        raise FileNotFoundError(f"no stack file {path}; stacks in stacks/: {', '.join(known)}")
-    raw = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
-    values: dict[str, Any] = {}
-    secret_keys = []
-    for key, value in raw.items():
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            values[key] = SECRET
-            secret_keys.append(key)
-        else:
-            values[key] = value
-    return values, secret_keys
+        raise FileNotFoundError(
+            f"no stack file stacks/Pulumi.{printable(stack)}.yaml; "
+            f"stacks in stacks/: {', '.join(known)}"
+        )
+    return load(path or stack_file(stack))
+
+
+def _offline_values(file: StackFile) -> dict[str, Any]:
+    """`secure:` values cannot be decrypted offline; they become "[secret]"."""
+    return {key: SECRET if key in file.secret_keys else v for key, v in file.values.items()}
+
+
+def load_stack_config(stack: str, path: Path | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The stack file's config as written, with secrets as "[secret]", and its secret keys."""
+    file = read_stack_file(stack, path)
+    return _offline_values(file), file.secret_keys
 
 
 def synthesize(stack: str, path: Path | None = None) -> SynthResult:
     """Validate the stack's config, then run the program under mocks. Raises ConfigError first.
 
     `path` overrides the stack file (default `stacks/Pulumi.<stack>.yaml`)."""
-    values, secret_keys = load_stack_config(stack, path)
-    cfg = stack_config.parse(stack_config.decode(values))
+    file = read_stack_file(stack, path)
+    cfg = stack_config.from_stack_file(file)
+    values, secret_keys = _offline_values(file), file.secret_keys
     mocks = SynthMocks(region=cfg.aws_region or "us-east-1")
     monitor = RecordingMonitor(mocks)
     project = project_name()

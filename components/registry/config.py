@@ -9,7 +9,8 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from components.sections import ENV_NAME_RE, Section
+from components.sections import ENV_NAME_RE, Section, unique
+from components.stack_file import shown
 
 # ECR's repository-name grammar (CreateRepository API): lower-case components joined by
 # single `.`, `_` or `-`, optionally namespaced with `/`, 2 to 256 characters.
@@ -29,10 +30,6 @@ RELEASE_PATTERN = "v*.*.*"
 RESERVED_PREFIXES = (DEPLOYED_PREFIX, PULL_REQUEST_PREFIX)
 
 
-def _duplicates(values: list[str]) -> list[str]:
-    return sorted({v for v in values if values.count(v) > 1})
-
-
 def _overlaps_reserved(prefix: str) -> bool:
     """True when a kept prefix would claim deployed, pull-request or release tags too."""
     clashes_prefix = any(prefix.startswith(r) or r.startswith(prefix) for r in RESERVED_PREFIXES)
@@ -44,9 +41,9 @@ class RegistryConfig(Section):
 
     enabled: bool = True
     """Create the repositories (only stacks with `platform:target: aws` can)."""
-    apps: list[str] = Field(default_factory=list)
+    apps: list[str] = Field(default_factory=list, max_length=100)
     """Repository names, one per app image, e.g. `[shop/web, shop/api]`."""
-    environments: list[str] = Field(default_factory=list)
+    environments: list[str] = Field(default_factory=list, max_length=20)
     """Every environment that deploys images from these repositories (`dev`, `prod`...).
 
     Not derived from the stack: one stack owns the repositories and the others pull from them,
@@ -55,7 +52,7 @@ class RegistryConfig(Section):
     """How many of the newest `v<major>.<minor>.<patch>` images are kept for rollback."""
     pull_request_days: int = Field(default=14, ge=1, le=365)
     """Days a `pr-<number>-...` image is kept after it was pushed."""
-    kept_tag_prefixes: list[str] = Field(default_factory=list)
+    kept_tag_prefixes: list[str] = Field(default_factory=list, max_length=20)
     """Tag prefixes that are never expired, e.g. `[base-, stable]`."""
     build_image_days: int = Field(default=7, ge=1, le=365)
     """Days any other image (CI builds such as `sha-<commit>`, untagged images) survives.
@@ -69,37 +66,34 @@ class RegistryConfig(Section):
         bad = [a for a in v if not ECR_REPOSITORY_RE.match(a)]
         if bad:
             raise ValueError(
-                f"not ECR repository names (lower case, digits, '.', '_', '-', '/'): {bad}"
+                f"not ECR repository names (lower case, digits, '.', '_', '-', '/'): {shown(bad)}"
             )
-        if dupes := _duplicates(v):
-            raise ValueError(f"listed more than once: {dupes}")
-        return v
+        return unique(v)
 
     @field_validator("environments")
     @classmethod
     def _check_environments(cls, v: list[str]) -> list[str]:
         bad = [e for e in v if not ENV_NAME_RE.match(e)]
         if bad:
-            raise ValueError(f"not environment names (as in platform:environment): {bad}")
-        if dupes := _duplicates(v):
-            raise ValueError(f"listed more than once: {dupes}")
-        return v
+            raise ValueError(f"not environment names (as in platform:environment): {shown(bad)}")
+        return unique(v)
 
     @field_validator("kept_tag_prefixes")
     @classmethod
     def _check_prefixes(cls, v: list[str]) -> list[str]:
         bad = [p for p in v if not TAG_PREFIX_RE.match(p)]
         if bad:
-            raise ValueError(f"not image tag prefixes (letters, digits, '.', '_', '-'): {bad}")
+            raise ValueError(
+                f"not image tag prefixes (letters, digits, '.', '_', '-'): {shown(bad)}"
+            )
         clashing = [p for p in v if _overlaps_reserved(p)]
         if clashing:
             raise ValueError(
-                f"{clashing} would also match the {DEPLOYED_PREFIX}*, {PULL_REQUEST_PREFIX}* or "
-                f"{RELEASE_PATTERN} tags, whose retention has its own rule"
+                f"{shown(clashing)} would also match the {DEPLOYED_PREFIX}*, "
+                f"{PULL_REQUEST_PREFIX}* or {RELEASE_PATTERN} tags, "
+                "whose retention has its own rule"
             )
-        if dupes := _duplicates(v):
-            raise ValueError(f"listed more than once: {dupes}")
-        return v
+        return unique(v)
 
     @model_validator(mode="after")
     def _environments_needed(self) -> RegistryConfig:

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
 from components import config
+from components.stack_file import load
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "config"
@@ -19,7 +19,7 @@ INVALID = sorted((FIXTURES / "invalid").glob("*.yaml"))
 
 
 def _config(path: Path) -> dict:
-    return yaml.safe_load(path.read_text())["config"]
+    return load(path).values
 
 
 def _expected_key(path: Path) -> str:
@@ -42,7 +42,7 @@ def test_valid(path: Path):
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
 def test_invalid_names_the_key(path: Path):
     with pytest.raises(config.ConfigError) as err:
-        config.parse(_config(path))
+        config.from_stack_file(load(path))
     key = _expected_key(path)
     keys = [issue.key for issue in err.value.issues]
     assert key in keys, f"expected an error on {key}, got:\n{err.value}"
@@ -50,6 +50,10 @@ def test_invalid_names_the_key(path: Path):
     assert len(issue.message) > 10, "the message must say what is allowed"
     if not path.stem.startswith("unknown-"):
         assert not issue.message.startswith("unknown key"), f"{key} is not a known key"
+    line = err.value.lines()[err.value.issues.index(issue)]
+    where = f"{path}:{issue.line}" if issue.line else str(path)
+    assert line.startswith(f"{where}: {key}: "), line
+    assert "secure" not in line and "v1:" not in line
 
 
 def test_every_problem_is_reported_once():

@@ -30,10 +30,13 @@ def test_decode_keeps_plain_text_and_other_namespaces():
             "platform:cluster": json.dumps({"servers": 3}),
             "aws:region": "us-east-1",
             "kubernetes:context": "x",
+            "kubernetes:labels": '{"a": 1}',
         }
     )
     assert decoded == {
         "platform:environment": "dev",
         "platform:cluster": {"servers": 3},
         "aws:region": "us-east-1",
+        "kubernetes:context": "x",
+        "kubernetes:labels": '{"a": 1}',
     }
