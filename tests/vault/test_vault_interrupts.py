@@ -55,6 +55,10 @@ KILL_POINTS = (
 
 
 def _child(conn: Any, props: dict[str, Any]) -> None:
+    # Python's own SIGINT behaviour, as in the provider host the engine starts: a test run
+    # started in the background by a non-interactive shell inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
     def report(message: str) -> None:
         conn.send(message)
         conn.recv()
