@@ -751,10 +751,17 @@ def checked_values(stack: StackFile) -> dict[str, Any]:
 
 
 def from_pulumi() -> PlatformConfig:
-    """Read the stack's configuration from the Pulumi runtime and validate it."""
+    """Read the stack's configuration from the Pulumi runtime and validate it.
+
+    An invalid config stops the program with `pulumi.RunError`, which the engine prints as the
+    message alone: one line per problem, no Python traceback."""
+    import pulumi
     import pulumi.runtime.config as runtime_config
 
     values = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     secret_keys = set(runtime_config.get_config_secret_keys_env())
     secret_keys |= {key for key in values if runtime_config.is_config_secret(key)}
-    return parse(decode(values, secret_keys), secret_keys)
+    try:
+        return parse(decode(values, secret_keys), secret_keys)
+    except ConfigError as exc:
+        raise pulumi.RunError(str(exc)) from None

@@ -121,3 +121,26 @@ def test_the_gitops_token_is_never_echoed():
     with pytest.raises(config.ConfigError) as err:
         config.parse(raw)
     assert "plain-token" not in str(err.value)
+
+
+def test_under_the_engine_an_invalid_config_is_a_run_error(monkeypatch):
+    """The engine prints a RunError as its message alone: no traceback, and no secret value."""
+    import json
+
+    import pulumi
+
+    raw = {
+        "platform:environment": "local",
+        "platform:target": "existing",
+        "platform:local": json.dumps({"kubeconfig": "~/.kube/config", "ingressIp": "nope"}),
+        "platform:gitops": json.dumps({"repoUrl": "https://example.org/x.git"}),
+        "platform:tls": json.dumps({"letsEncrypt": False}),
+        "platform:dns": "a-decrypted-secret-value",
+    }
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(raw))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps(["platform:dns"]))
+    with pytest.raises(pulumi.RunError) as err:
+        config.from_pulumi()
+    message = str(err.value)
+    assert "platform:local.ingressIp" in message and "platform:dns" in message
+    assert "a-decrypted-secret-value" not in message
