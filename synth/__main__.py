@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from components.config import ConfigError
+from policy.rules import RULES_BY_ID, Enforcement
 from synth.core import REPO, stack_name, synthesize, write
 
 
@@ -32,12 +33,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print("\n".join(f"synth: {line}" for line in exc.lines()), file=sys.stderr)
         return 2
-    write(result, out)
+    findings = write(result, out)
     print(
         f"synth: {args.stack}: {len(result.registrations)} resources -> {out} "
         f"({time.monotonic() - start:.1f}s)"
     )
-    return 0
+    # The synth is the gate: what the policy pack would block in `pulumi preview` fails here.
+    blocking = [f for f in findings if f.enforcement is Enforcement.MANDATORY]
+    for finding in blocking:
+        fix = RULES_BY_ID[finding.rule].remediation
+        print(
+            f"synth: {finding.rule}: {finding.urn or finding.object}: {finding.message} "
+            f"(fix: {fix})",
+            file=sys.stderr,
+        )
+    return 1 if blocking else 0
 
 
 if __name__ == "__main__":

@@ -205,8 +205,9 @@ def _dot(result: SynthResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(result: SynthResult, out: Path) -> None:
-    """Write build/synth/<stack>/ from scratch so stale files never survive a run."""
+def write(result: SynthResult, out: Path) -> list[Finding]:
+    """Write build/synth/<stack>/ from scratch so stale files never survive a run; returns the
+    guardrails' findings (also in policy.json)."""
     if out.exists():
         shutil.rmtree(out)
     (out / "cloud-init").mkdir(parents=True)
@@ -250,12 +251,14 @@ def write(result: SynthResult, out: Path) -> None:
     (out / "graph.dot").write_text(_dot(result))
     (out / "summary.txt").write_text(summary(result))
     (out / "cost.json").write_text(_json(cost_of(result)))
-    (out / "policy.json").write_text(_json([f.to_dict() for f in policy_findings(result)]))
+    findings = policy_findings(result)
+    (out / "policy.json").write_text(_json([f.to_dict() for f in findings]))
     dot = shutil.which("dot")
     if dot:
         subprocess.run(
             [dot, "-Tsvg", "-o", str(out / "graph.svg"), str(out / "graph.dot")], check=True
         )
+    return findings
 
 
 def policy_resources(result: SynthResult) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -90,6 +91,19 @@ def test_invalid_config_exits_non_zero_with_every_error(tmp_path):
     for key in ("platform:cluster.servers", "platform:cluster.rootVolumeGb"):
         assert key in run.stderr
     assert not (tmp_path / "out").exists(), "nothing may be written for an invalid config"
+
+
+def test_a_mandatory_guardrail_finding_fails_the_synth(tmp_path):
+    """The synth is the gate: what the policy pack would block fails `make synth`, one line each."""
+    text = (REPO / "stacks" / "Pulumi.dev.yaml").read_text()
+    over = tmp_path / "Pulumi.dev.yaml"
+    over.write_text(re.sub(r"platform:monthlyBudgetUsd: \S+", "platform:monthlyBudgetUsd: 5", text))
+    run = _synth_cli("--stack", "dev", "--stack-file", str(over), "--out", str(tmp_path / "out"))
+    assert run.returncode == 1
+    lines = [line for line in run.stderr.splitlines() if line.startswith("synth: ")]
+    assert len(lines) == 1 and lines[0].startswith("synth: cost-within-budget: ")
+    assert "above its budget of $5.00" in lines[0] and "(fix: " in lines[0]
+    assert (tmp_path / "out" / "policy.json").exists(), "the files are written all the same"
 
 
 def test_unknown_stack_names_the_known_ones():
