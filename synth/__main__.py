@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -16,13 +17,22 @@ from synth.core import REPO, stack_name, synthesize, write
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m synth", description=__doc__)
     parser.add_argument(
-        "--stack", default="dev", type=stack_name, help="stack name (stacks/Pulumi.<stack>.yaml)"
+        "--stack",
+        type=stack_name,
+        help="stack name (stacks/Pulumi.<stack>.yaml); default: the --stack-file's, else dev",
     )
     parser.add_argument("--out", type=Path, help="output folder (default build/synth/<stack>)")
     parser.add_argument(
         "--stack-file", type=Path, help="stack file to use instead of stacks/Pulumi.<stack>.yaml"
     )
     args = parser.parse_args(argv)
+    if args.stack is None:
+        # `--stack-file stacks/Pulumi.prod.yaml` alone is the prod stack, not a second dev.
+        named = args.stack_file and re.fullmatch(r"Pulumi\.(.+)\.ya?ml", args.stack_file.name)
+        try:
+            args.stack = stack_name(named[1]) if named else "dev"
+        except argparse.ArgumentTypeError as exc:
+            parser.error(f"--stack-file {args.stack_file.name}: {exc}; give --stack")
     out = args.out or REPO / "build" / "synth" / args.stack
     start = time.monotonic()
     try:

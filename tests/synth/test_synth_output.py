@@ -106,6 +106,13 @@ def test_a_mandatory_guardrail_finding_fails_the_synth(tmp_path):
     assert (tmp_path / "out" / "policy.json").exists(), "the files are written all the same"
 
 
+def test_a_stack_file_alone_names_its_stack(tmp_path):
+    run = _synth_cli(
+        "--stack-file", str(REPO / "stacks" / "Pulumi.local.yaml"), "--out", str(tmp_path)
+    )
+    assert run.returncode == 0 and run.stdout.startswith("synth: local: ")
+
+
 def test_unknown_stack_names_the_known_ones():
     run = _synth_cli("--stack", "nope")
     assert run.returncode == 2 and "stacks in stacks/: dev, local, prod" in run.stderr
