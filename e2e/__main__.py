@@ -178,7 +178,7 @@ def preview_changes(output: str) -> dict[str, int]:
     """The `Resources:` block of the CLI's text output: `+ 57 to create`, `3 unchanged`."""
     block = output.rpartition("Resources:")[2]
     changes: dict[str, int] = {}
-    for count, word in re.findall(r"^\s+[-+~]*\+?-?\s*(\d+) (?:to )?(\w+)", block, re.M):
+    for count, word in re.findall(r"^\s+(?:[-+~]+\s+)?(\d+) (?:to )?(\w+)", block, re.M):
         if word in CHANGE_WORDS:
             changes[CHANGE_WORDS[word]] = changes.get(CHANGE_WORDS[word], 0) + int(count)
     return changes
@@ -237,7 +237,7 @@ class Harness:
             "NO_COLOR": "1",
         }
 
-    def pulumi(self, *args: str, check: bool = True) -> str:
+    def pulumi(self, *args: str) -> str:
         """Run the CLI; its output goes to build/e2e/pulumi.log as it comes and is returned."""
         log_path = self.workdir / "pulumi.log"
         with log_path.open("a") as log:
@@ -255,7 +255,7 @@ class Harness:
         with log_path.open() as log:
             log.seek(start)
             output = log.read()
-        if check and proc.returncode != 0:
+        if proc.returncode != 0:
             tail = "\n".join(output.strip().splitlines()[-25:])
             raise E2eError(f"`pulumi {' '.join(args)}` failed:\n{tail}")
         return output
@@ -382,10 +382,13 @@ class Harness:
         threading.Thread(target=self.project_token, args=(account / "token",), daemon=True).start()
 
     def project_token(self, path: Path) -> None:
-        """What the kubelet does for the pod: a token of its service account, once it exists."""
-        while True:
+        """What the kubelet does for the pod: a token of its service account, once it exists.
+
+        Bounded by the `up` step's own limit; without a token Vault's Kubernetes auth fails and
+        the bootstrap says so."""
+        deadline = time.monotonic() + STEP_TIMEOUT
+        while time.monotonic() < deadline:
             try:
-                self.kubectl("get", "serviceaccount", VAULT_NAMESPACE, "-n", VAULT_NAMESPACE)
                 token = self.kubectl(
                     "create", "token", VAULT_NAMESPACE, "-n", VAULT_NAMESPACE, "--duration=2h"
                 )
@@ -394,6 +397,7 @@ class Harness:
                 continue
             path.write_text(token.strip())
             return
+        say(f"gave up projecting a token: no service account {VAULT_NAMESPACE}/{VAULT_NAMESPACE}")
 
     def configure(self) -> None:
         """The documented commands (README, docs/operations.md) for the local stack."""

@@ -159,3 +159,11 @@ def test_a_control_plane_that_does_not_come_up_is_cleaned_up(tmp_path):
     leftover = subprocess.run(["pgrep", "-f", str(work)], capture_output=True, text=True).stdout
     assert leftover == ""
     assert '"error": "kube-apiserver exited with code 3' in (work / "report.json").read_text()
+
+
+def test_change_counts_are_read_from_the_cli_summary():
+    from e2e.__main__ import preview_changes
+
+    output = "Previewing\nResources:\n    + 38 to create\n    ~ 2 to update\n    5 unchanged\n"
+    assert preview_changes(output) == {"create": 38, "update": 2, "same": 5}
+    assert preview_changes("no summary at all") == {}
