@@ -165,12 +165,25 @@ def node_user_data(result: SynthResult) -> dict[str, str]:
 def kubernetes_objects(result: SynthResult) -> list[tuple[Registration, dict]]:
     """Every Kubernetes object the program creates directly; its inputs are the object itself."""
     return [
-        (reg, reg.inputs)
+        (reg, _readable(reg))
         for reg in result.registrations
         if reg.custom
         and reg.type.startswith("kubernetes:")
         and not reg.type.startswith(K8S_NOT_OBJECTS)
     ]
+
+
+def _readable(reg: Registration) -> dict:
+    """The object as written: the SDK makes a Secret's whole data one secret, so show its keys
+    with every value redacted, which is what a reviewer needs to see."""
+    if reg.inputs.get("kind") != "Secret":
+        return reg.inputs
+    shown = dict(reg.inputs)
+    for field in ("data", "stringData"):
+        value = reg.plain_inputs.get(field)
+        if isinstance(value, dict):
+            shown[field] = dict.fromkeys(value, SECRET)
+    return shown
 
 
 def helm_releases(result: SynthResult) -> list[tuple[dict, dict]]:

@@ -104,11 +104,15 @@ def release_values(args: ArgoCdArgs, admin_password_bcrypt: pulumi.Input[str]) -
     return values
 
 
-def repository_data(repo_url: str, token: str | None) -> dict[str, str]:
-    """The repository Secret's data; with a token, HTTPS basic auth as Git hosts expect it."""
-    data = {"type": "git", "url": repo_url}
-    if token:
-        data |= {"username": "git", "password": token}
+def repository_data(
+    repo_url: str, token: pulumi.Input[str] | None
+) -> dict[str, pulumi.Input[str]]:
+    """The repository Secret's data; with a token, HTTPS basic auth as Git hosts expect it.
+
+    Only the token is a secret, so a preview (and the synth) shows every other key and value."""
+    data: dict[str, pulumi.Input[str]] = {"type": "git", "url": repo_url}
+    if token is not None:
+        data |= {"username": "git", "password": pulumi.Output.secret(token)}
     return data
 
 
@@ -144,13 +148,7 @@ class ArgoCd(pulumi.ComponentResource):
             depends_on=args.depends_on,
         )
         repo_url = args.config.gitops.repo_url
-        data: pulumi.Input[dict[str, str]] = repository_data(repo_url, None)
-        if args.gitops_token is not None:
-            data = pulumi.Output.secret(
-                pulumi.Output.from_input(args.gitops_token).apply(
-                    lambda token: repository_data(repo_url, token)
-                )
-            )
+        data = repository_data(repo_url, args.gitops_token)
         self.repo_secret = k8s.core.v1.Secret(
             f"{name}-repo",
             metadata={

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from synth.core import synthesize, write
 from tests.conftest import REPO, STACKS
@@ -156,7 +157,15 @@ def test_long_stack_names_still_fit_aws_limits(tmp_path):
     path = tmp_path / "Pulumi.production-eu-central.yaml"
     path.write_text(yaml.safe_dump(values))
     result = synthesize("production-eu-central", path)
-    (bucket,) = result.of_type("aws:s3/bucket:Bucket")
-    assert len(bucket.inputs["bucketPrefix"]) <= 37
+    prefixes = [b.inputs["bucketPrefix"] for b in result.of_type("aws:s3/bucket:Bucket")]
+    assert len(set(prefixes)) == 2 and all(len(p) <= 37 for p in prefixes)
     names = [g.inputs["name"] for g in result.of_type("aws:lb/targetGroup:TargetGroup")]
     assert len(set(names)) == 3 and all(len(n) <= 32 for n in names)
+
+
+@pytest.mark.parametrize("stack", ["dev", "local"])
+def test_secrets_show_their_keys_not_their_values(synth_dirs, stack):
+    repo = yaml.safe_load(
+        (synth_dirs[stack] / "manifests" / "secret-argocd-gitops-repo.yaml").read_text()
+    )
+    assert repo["stringData"] == {"type": "[secret]", "url": "[secret]"}
