@@ -9,9 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-from components.config import ConfigError
+from components.config import ConfigError, from_stack_file
 from policy.rules import RULES_BY_ID, Enforcement
-from synth.core import REPO, stack_name, synthesize, write
+from synth import environments
+from synth.core import REPO, read_stack_file, stack_name, synthesize, write
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or REPO / "build" / "synth" / args.stack
     start = time.monotonic()
     try:
+        file = read_stack_file(args.stack, args.stack_file)
+        environments.check(args.stack, file, from_stack_file(file))
         result = synthesize(args.stack, args.stack_file)
     except FileNotFoundError as exc:
         print(f"synth: {exc}", file=sys.stderr)

@@ -1,0 +1,155 @@
+"""An environment is its stack file: what the file implies elsewhere is checked against it.
+
+Adding `stacks/Pulumi.<env>.yaml` is the only step to add an environment. The app overlays Argo CD
+selects by `platform:environment`, the environment's name itself and the names one AWS account and
+region can hold once are checked here, each problem as a `ConfigIssue` that says what to do; the
+CI matrices are generated from the same files (`python -m synth.environments`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from components.argocd import gitops
+from components.config import PlatformConfig, from_stack_file
+from components.stack_file import ConfigError, ConfigIssue, StackFile, load, printable
+
+REPO = Path(__file__).resolve().parent.parent
+STACKS_DIR = REPO / "stacks"
+ACCOUNTS_KEY = "aws:allowedAccountIds"
+
+
+def stack_files(stacks_dir: Path = STACKS_DIR) -> dict[str, Path]:
+    """Stack name -> `stacks/Pulumi.<stack>.yaml`."""
+    return {p.name.split(".")[1]: p for p in sorted(stacks_dir.glob("Pulumi.*.yaml"))}
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def overlay_issues(cfg: PlatformConfig, root: Path = REPO) -> list[ConfigIssue]:
+    """Apps of this working tree without an overlay for the environment: Argo CD would skip them
+    without a word."""
+    apps_dir = root / cfg.gitops.path / gitops.APPS_DIR
+    if not apps_dir.is_dir():
+        # The apps live in another repository; this tree cannot tell what it holds.
+        return []
+    issues = []
+    for missing in gitops.missing_overlays(root, cfg.gitops.path, [cfg.environment]):
+        app = missing.split("/", 1)[0]
+        overlays = apps_dir / app / gitops.OVERLAYS_DIR
+        model = next((p.name for p in sorted(overlays.glob("*")) if p.is_dir()), None)
+        start = f" (copy overlays/{model} and patch what differs)" if model else ""
+        path = _relative(apps_dir / missing / "kustomization.yaml", root)
+        issues.append(
+            ConfigIssue(
+                "platform:environment",
+                f"app {app} has no overlay for {printable(cfg.environment)}, so Argo CD would not "
+                f"deploy it: create {path}{start}",
+            )
+        )
+    return issues
+
+
+def name_issues(stack: str, cfg: PlatformConfig) -> list[ConfigIssue]:
+    if cfg.environment == stack:
+        return []
+    return [
+        ConfigIssue(
+            "platform:environment",
+            f"{printable(cfg.environment)} in the stack file of {printable(stack)}: Argo CD would "
+            f"deploy {printable(cfg.environment)}'s overlays here; set platform:environment: "
+            f"{printable(stack)}",
+        )
+    ]
+
+
+def _accounts(values: dict[str, Any]) -> set[str] | None:
+    accounts = values.get(ACCOUNTS_KEY)
+    return {str(a) for a in accounts} if isinstance(accounts, list) and accounts else None
+
+
+def _may_share_an_account(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    ours, theirs = _accounts(a), _accounts(b)
+    return ours is None or theirs is None or bool(ours & theirs)
+
+
+def account_issues(
+    stack: str, file: StackFile, cfg: PlatformConfig, stacks_dir: Path = STACKS_DIR
+) -> list[ConfigIssue]:
+    """ECR repository names are unique per account and region: two stacks that may share both
+    cannot each create one (the second `pulumi up` fails with RepositoryAlreadyExistsException)."""
+    if not cfg.aws_region or not cfg.registry.active:
+        return []
+    issues = []
+    for other, path in stack_files(stacks_dir).items():
+        if other == stack or path.resolve() == file.path.resolve():
+            continue
+        try:
+            theirs_file = load(path)
+            theirs = from_stack_file(theirs_file)
+        except ConfigError:
+            continue  # its own synth reports it
+        if theirs.aws_region != cfg.aws_region or not theirs.registry.active:
+            continue
+        if not _may_share_an_account(file.values, theirs_file.values):
+            continue
+        for app in sorted(set(cfg.registry.apps) & set(theirs.registry.apps)):
+            issues.append(
+                ConfigIssue(
+                    "platform:registry.apps",
+                    f"ECR repository {printable(app)} is also created by stack {other} "
+                    f"({_relative(path, REPO)}) in {cfg.aws_region}, maybe in the same account: "
+                    f"remove it here and add {printable(stack)} to "
+                    f"platform:registry.environments of {other}, or set {ACCOUNTS_KEY} of both "
+                    "stacks to their different accounts (docs/registry.md)",
+                )
+            )
+    return issues
+
+
+def check(stack: str, file: StackFile, cfg: PlatformConfig) -> None:
+    """Raise `ConfigError`, located in the stack file, for what the environment implies elsewhere.
+
+    The name check applies to stack files named after a stack (`Pulumi.<stack>.yaml`); any other
+    file is an example checked on its own."""
+    named = file.path.name == f"Pulumi.{stack}.yaml"
+    issues = [
+        *(name_issues(stack, cfg) if named else []),
+        *overlay_issues(cfg),
+        *account_issues(stack, file, cfg),
+    ]
+    if issues:
+        raise file.located(ConfigError(issues))
+
+
+def matrix(stacks_dir: Path = STACKS_DIR) -> dict[str, list[dict[str, str]]]:
+    """The CI matrix: every stack on AWS with its region, non-production stacks first so that a
+    change reaches production last."""
+    rows = []
+    for stack, path in stack_files(stacks_dir).items():
+        cfg = from_stack_file(load(path))
+        if cfg.aws_region:
+            rows.append((cfg.production, stack, cfg.aws_region))
+    return {"include": [{"stack": s, "region": r} for _, s, r in sorted(rows)]}
+
+
+def main() -> int:
+    """Print the matrix as a GitHub step output line, `matrix=<json>`."""
+    try:
+        print(f"matrix={json.dumps(matrix())}")
+    except ConfigError as exc:
+        print("\n".join(exc.lines()), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Adding stacks/Pulumi.<env>.yaml is the only step to add an environment: what it implies
+elsewhere is checked with one line that says what to do, and the CI matrix is derived from it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.argocd import gitops
+from components.config import from_stack_file
+from components.stack_file import ConfigError, load
+from synth import environments
+from synth.__main__ import main as synth_main
+from tests.conftest import REPO, STACKS
+
+DEV = REPO / "stacks" / "Pulumi.dev.yaml"
+
+
+def _stack_file(folder: Path, stack: str, **changes) -> Path:
+    """A copy of dev's stack file named for `stack`, with top-level keys replaced."""
+    values = yaml.safe_load(DEV.read_text())["config"]
+    values.update(changes)
+    path = folder / f"Pulumi.{stack}.yaml"
+    path.write_text(yaml.safe_dump({"config": values}))
+    return path
+
+
+def _issues(stack: str, path: Path) -> list[str]:
+    file = load(path)
+    with pytest.raises(ConfigError) as err:
+        environments.check(stack, file, from_stack_file(file))
+    return err.value.lines()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_shipped_stacks_pass(stack):
+    file = load(environments.stack_files()[stack])
+    environments.check(stack, file, from_stack_file(file))
+
+
+def test_a_copied_stack_file_names_each_thing_to_do(tmp_path):
+    path = _stack_file(tmp_path, "staging")
+    lines = _issues("staging", path)
+    # The overlays checked are those of the environment the file names: dev's exist.
+    name, registry = lines
+    assert name.startswith(f"{path}:") and "platform:environment: dev in the stack file" in name
+    assert name.endswith("set platform:environment: staging")
+    assert "ECR repository hello is also created by stack dev" in registry
+    assert "add staging to platform:registry.environments of dev" in registry
+
+
+def test_a_missing_overlay_names_the_app_and_the_path_to_create(tmp_path):
+    path = _stack_file(
+        tmp_path,
+        "staging",
+        **{"platform:environment": "staging", "aws:allowedAccountIds": ["777788889999"]},
+    )
+    assert [line.split(": ", 2)[2] for line in _issues("staging", path)] == [
+        "app hello has no overlay for staging, so Argo CD would not deploy it: create "
+        "argocd-apps/apps/hello/overlays/staging/kustomization.yaml (copy overlays/dev and patch "
+        "what differs)"
+    ]
+
+
+def test_every_app_of_the_tree_is_checked(tmp_path):
+    shutil.copytree(REPO / "argocd-apps", tmp_path / "argocd-apps")
+    apps = tmp_path / "argocd-apps" / gitops.APPS_DIR
+    shutil.copytree(apps / "hello", apps / "shop")
+    shutil.rmtree(apps / "shop" / gitops.OVERLAYS_DIR / "prod")
+    cfg = from_stack_file(load(REPO / "stacks" / "Pulumi.prod.yaml"))
+    (issue,) = environments.overlay_issues(cfg, tmp_path)
+    assert "app shop has no overlay for prod" in issue.message
+    assert environments.overlay_issues(cfg, tmp_path / "elsewhere") == [], (
+        "apps kept in another repository cannot be checked from this tree"
+    )
+
+
+def test_stacks_in_different_accounts_may_each_own_a_repository(tmp_path):
+    path = _stack_file(
+        tmp_path,
+        "staging",
+        **{"platform:environment": "staging", "aws:allowedAccountIds": ["777788889999"]},
+    )
+    file = load(path)
+    assert environments.account_issues("staging", file, from_stack_file(file)) == []
+    shared = _stack_file(
+        tmp_path,
+        "qa",
+        **{"platform:environment": "qa", "aws:allowedAccountIds": ["111122223333"]},
+    )
+    file = load(shared)
+    (issue,) = environments.account_issues("qa", file, from_stack_file(file))
+    assert issue.key == "platform:registry.apps" and "stack dev" in issue.message
+
+
+def test_the_synth_prints_one_line_per_problem_and_writes_nothing(tmp_path, capsys):
+    path = _stack_file(tmp_path, "staging")
+    out = tmp_path / "out"
+    assert synth_main(["--stack-file", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith(f"synth: {path}:") for line in err)
+    assert not out.exists()
+
+
+def test_an_example_file_is_not_held_to_a_stack_name(tmp_path):
+    example = tmp_path / "example.yaml"
+    shutil.copy(REPO / "stacks" / "Pulumi.local.yaml", example)
+    file = load(example)
+    environments.check("dev", file, from_stack_file(file))
+
+
+def test_the_ci_matrix_is_every_aws_stack_with_its_region_production_last(tmp_path):
+    for path in environments.stack_files().values():
+        shutil.copy(path, tmp_path / path.name)
+    _stack_file(tmp_path, "staging", **{"aws:region": "eu-west-1"})
+    rows = environments.matrix(tmp_path)["include"]
+    assert rows == [
+        {"stack": "dev", "region": "us-east-1"},
+        {"stack": "staging", "region": "eu-west-1"},
+        {"stack": "prod", "region": "us-east-1"},
+    ]
