@@ -12,6 +12,7 @@ the project; `build/e2e/report.json` records each step.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -452,6 +453,7 @@ class Harness:
         exported = self.workdir / "exported.kubeconfig"
         exported.write_text(kubeconfig_out)
         self.cluster.kubectl("--kubeconfig", str(exported), "get", "namespaces")
+        self.check_repository_token()
         self.step("up-again", "up", "--yes", "--expect-no-changes")
         self.step("refresh", "refresh", "--yes", "--expect-no-changes")
         self.step("destroy", "destroy", "--yes")
@@ -463,6 +465,16 @@ class Harness:
                 f"{len(left)} objects of the stack are left after destroy: {', '.join(left[:10])}"
             )
         self.step("stack rm", "stack", "rm", STACK, "--yes")
+
+    def check_repository_token(self) -> None:
+        """`config set --secret platform:gitopsToken` reaches Argo CD's repository Secret."""
+        encoded = self.kubectl(
+            "get", "secret", "gitops-repo", "-n", "argocd", "-o", "jsonpath={.data.password}"
+        )
+        if base64.b64decode(encoded).decode() != GITOPS_TOKEN:
+            raise E2eError(
+                "the repository Secret argocd/gitops-repo does not hold the GitOps token"
+            )
 
     def wait_for_cleanup(self) -> list[str]:
         """Namespaces take a while to empty; wait (bounded) until nothing the stack made is left."""
