@@ -8,6 +8,7 @@ from components.config import PlatformConfig, from_pulumi
 from components.existing_cluster import ExistingCluster, ExistingClusterArgs
 from components.k3s import traefik
 from components.k3s.cluster import K3sCluster, K3sClusterArgs
+from components.log_archive import LogArchive
 from components.network import Network, NetworkArgs
 from components.platform import Platform, PlatformArgs, gitops_token
 from components.registry.component import Registry, RegistryArgs
@@ -21,8 +22,11 @@ def aws_cluster(cfg: PlatformConfig, opts: pulumi.ResourceOptions) -> ClusterAcc
     zones = aws.get_availability_zones(
         state="available", opts=pulumi.InvokeOptions(provider=opts.providers["aws"])
     )
+    logs = LogArchive(name, cfg.aws_region, opts=opts)
     network = Network(
-        name, NetworkArgs(config=cfg.network, availability_zones=zones.names), opts=opts
+        name,
+        NetworkArgs(config=cfg.network, availability_zones=zones.names, log_archive=logs),
+        opts=opts,
     )
     node_policies = []
     if cfg.registry.active:
@@ -35,6 +39,8 @@ def aws_cluster(cfg: PlatformConfig, opts: pulumi.ResourceOptions) -> ClusterAcc
             config=cfg.cluster,
             network=network,
             region=cfg.aws_region,
+            log_archive=logs,
+            production=cfg.production,
             extra_server_manifests={traefik.MANIFEST_NAME: traefik.render_manifest(cfg.production)},
             extra_node_policy_arns=node_policies,
             ecr_pulls=cfg.registry.active,
@@ -43,6 +49,7 @@ def aws_cluster(cfg: PlatformConfig, opts: pulumi.ResourceOptions) -> ClusterAcc
     )
     pulumi.export("apiUrl", cluster.api_url)
     pulumi.export("snapshotBucket", cluster.bucket.bucket)
+    pulumi.export("logBucket", logs.bucket.bucket)
     return cluster.access
 
 

@@ -1,5 +1,6 @@
 """The VPC the cluster runs in: public subnets per AZ, private subnets + NAT only when asked, or an
-existing VPC brought by the user."""
+existing VPC brought by the user. A VPC created here logs its flows and has a closed default
+security group; an existing VPC stays as its owner configured it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.config import NetworkConfig
+from components.log_archive import LogArchive
 
 
 @dataclass
@@ -18,6 +20,8 @@ class NetworkArgs:
     """`platform:network` of the stack."""
     availability_zones: list[str]
     """AZ names to spread over (at least `config.availability_zones` of them)."""
+    log_archive: LogArchive
+    """Where the VPC's flow logs go."""
 
 
 class Network(pulumi.ComponentResource):
@@ -43,7 +47,7 @@ class Network(pulumi.ComponentResource):
         if cfg.existing is not None:
             self._adopt(name, cfg)
         else:
-            self._create(name, cfg)
+            self._create(name, cfg, args.log_archive)
         self.register_outputs(
             {
                 "vpcId": self.vpc_id,
@@ -69,7 +73,7 @@ class Network(pulumi.ComponentResource):
             for s in node_ids
         ]
 
-    def _create(self, name: str, cfg: NetworkConfig) -> None:
+    def _create(self, name: str, cfg: NetworkConfig, logs: LogArchive) -> None:
         child = pulumi.ResourceOptions(parent=self)
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
@@ -79,6 +83,17 @@ class Network(pulumi.ComponentResource):
             tags={"Name": f"{name}-vpc"},
             opts=child,
         )
+        # Adopting the default group with no rules strips AWS's allow-all-within-the-group: a
+        # resource launched without an explicit group then reaches nothing and nothing reaches it.
+        aws.ec2.DefaultSecurityGroup(
+            f"{name}-default-sg",
+            vpc_id=vpc.id,
+            ingress=[],
+            egress=[],
+            tags={"Name": f"{name}-default-unused"},
+            opts=child,
+        )
+        logs.record_flows(name, vpc.id, self)
         self.vpc_id = vpc.id
         self.vpc_cidr = vpc.cidr_block
         igw = aws.ec2.InternetGateway(
@@ -91,14 +106,22 @@ class Network(pulumi.ComponentResource):
             tags={"Name": f"{name}-public"},
             opts=child,
         )
-        public = self._subnets(name, "public", vpc, cfg.public_subnet_cidrs, public=True)
+        # Only nodes in public subnets need an automatic address (they have no NAT gateway); the
+        # NAT gateway and the load balancer bring their own Elastic IPs.
+        public = self._subnets(
+            name,
+            "public",
+            vpc,
+            cfg.public_subnet_cidrs,
+            public_ips=cfg.node_subnets == "public",
+        )
         for i, subnet in enumerate(public):
             aws.ec2.RouteTableAssociation(
                 f"{name}-public-{i}", subnet_id=subnet.id, route_table_id=public_rt.id, opts=child
             )
         self.public_subnet_ids = [s.id for s in public]
 
-        private = self._subnets(name, "private", vpc, cfg.private_subnet_cidrs, public=False)
+        private = self._subnets(name, "private", vpc, cfg.private_subnet_cidrs, public_ips=False)
         nat_ids = self._nat_gateways(name, cfg, public, igw)
         for i, subnet in enumerate(private):
             routes = (
@@ -124,7 +147,7 @@ class Network(pulumi.ComponentResource):
         self.node_subnet_cidrs = [pulumi.Output.from_input(c) for c in node_cidrs]
 
     def _subnets(
-        self, name: str, kind: str, vpc: aws.ec2.Vpc, cidrs: list[str], public: bool
+        self, name: str, kind: str, vpc: aws.ec2.Vpc, cidrs: list[str], public_ips: bool
     ) -> list[aws.ec2.Subnet]:
         return [
             aws.ec2.Subnet(
@@ -132,8 +155,7 @@ class Network(pulumi.ComponentResource):
                 vpc_id=vpc.id,
                 cidr_block=cidr,
                 availability_zone=self.azs[i],
-                # Public nodes need a public address to reach the internet without a NAT gateway.
-                map_public_ip_on_launch=public,
+                map_public_ip_on_launch=public_ips,
                 tags={"Name": f"{name}-{kind}-{self.azs[i]}", "platform:subnet": kind},
                 opts=pulumi.ResourceOptions(parent=self),
             )

@@ -196,13 +196,32 @@ def estimate(resources: Iterable[Resource], region: str) -> Estimate:
         "secret-month",
         prices["secrets_manager_secret_month"],
     )
-    buckets = len(of_type("aws:s3/bucket:Bucket"))
+    log_buckets = {
+        r.inputs.get("targetBucket") for r in of_type("aws:s3/bucketLogging:BucketLogging")
+    }
+    buckets = of_type("aws:s3/bucket:Bucket")
+    archives = sum(1 for b in buckets if b.id in log_buckets)
     monthly(
         "S3 snapshot storage",
-        buckets * prices["snapshot_gb_assumed"],
+        (len(buckets) - archives) * prices["snapshot_gb_assumed"],
         "GB-month",
         prices["s3_standard_gb_month"],
         f"{prices['snapshot_gb_assumed']} GB of snapshots assumed",
+    )
+    flow_gb = prices["flow_log_gb_month_assumed"]
+    monthly(
+        "VPC flow logs delivered to S3",
+        len(of_type("aws:ec2/flowLog:FlowLog")) * flow_gb,
+        "GB",
+        prices["flow_logs_s3_gb"],
+        f"{flow_gb} GB of flow records a month assumed per VPC",
+    )
+    monthly(
+        "S3 log storage",
+        archives * prices["log_archive_gb_assumed"],
+        "GB-month",
+        prices["s3_standard_gb_month"],
+        f"{prices['log_archive_gb_assumed']} GB kept assumed (90 days of logs)",
     )
     monthly(
         "Route53 hosted zones",

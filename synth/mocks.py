@@ -295,6 +295,8 @@ _OUTPUTS = {
     "aws:ec2/eip:Eip": _eip,
     "aws:ec2/eipAssociation:EipAssociation": _aws_id("eipassoc"),
     "aws:ec2/securityGroup:SecurityGroup": _aws_id("sg"),
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": _aws_id("sg"),
+    "aws:ec2/flowLog:FlowLog": _aws_id("fl"),
     "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": _aws_id("sgr"),
     "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": _aws_id("sgr"),
     "aws:ec2/instance:Instance": _instance,

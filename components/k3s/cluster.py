@@ -13,6 +13,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from components.buckets import policy_document, private_bucket
 from components.cluster_access import AwsFacts, ClusterAccess
 from components.config import ClusterConfig
 from components.k3s.pki import ClusterPki, ClusterPkiArgs, secure_token
@@ -26,25 +27,34 @@ from components.k3s.userdata import (
     server_k3s_config,
     with_ecr_pulls,
 )
+from components.log_archive import LogArchive
 from components.network import Network, fixed_address
 
 API_PORT = 6443
-BUCKET_PREFIX_MAX = 36
-"""S3 allows 37 characters of bucket_prefix, the trailing `-` included."""
 INGRESS_PORTS = (80, 443)
 AMI_NAME = {
     "x86_64": "al2023-ami-2023.*-kernel-6.12-x86_64",
     "arm64": "al2023-ami-2023.*-kernel-6.12-arm64",
 }
-# IMDSv2 only. Hop limit 2 lets pods reach IMDS through the extra network hop of the container
-# network, which Vault's awskms seal and cert-manager's Route53 solver need for the node role's
-# credentials; with 1 their requests silently time out. User data therefore holds no secret.
-METADATA_OPTIONS = {
-    "http_endpoint": "enabled",
-    "http_tokens": "required",
-    "http_put_response_hop_limit": 2,
-    "instance_metadata_tags": "disabled",
-}
+# The container network adds a hop, so with hop limit 1 the metadata service's answers expire
+# before they reach a pod: only host processes (kubelet, its ECR credential provider, K3s's etcd
+# snapshots, the boot script, the SSM agent) get the node role. Servers keep 2: Vault's awskms
+# seal, cert-manager's Route53 solver and the Vault snapshot job are pods that need the server
+# role, and K3s has no per-pod AWS identity to give them instead (docs/security.md).
+SERVER_HOP_LIMIT = 2
+AGENT_HOP_LIMIT = 1
+
+
+def metadata_options(hop_limit: int) -> dict:
+    """IMDSv2 only: a request needs a session token, which SSRF through a GET cannot obtain."""
+    return {
+        "http_endpoint": "enabled",
+        "http_tokens": "required",
+        "http_put_response_hop_limit": hop_limit,
+        "instance_metadata_tags": "disabled",
+    }
+
+
 EC2_ASSUME_ROLE = json.dumps(
     {
         "Version": "2012-10-17",
@@ -59,6 +69,53 @@ EC2_ASSUME_ROLE = json.dumps(
 )
 SSM_CORE = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 SNAPSHOT_PREFIXES = ("etcd", "vault")
+VAULT_SEAL_ACTIONS = ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"]
+"""What Vault's awskms seal calls (Vault's seal documentation)."""
+
+
+def _via(service: str, region: str) -> dict:
+    return {"StringEquals": {"kms:ViaService": f"{service}.{region}.amazonaws.com"}}
+
+
+def key_policy(account: str, region: str, server_role_arn: str, agent_role_arn: str) -> str:
+    """The KMS key's policy. The account keeps full control, so IAM can always manage the key
+    (without it a broken policy makes the key unusable for good); the node roles get exactly their
+    uses: servers seal Vault and write snapshots through S3, both roles read their bootstrap
+    secret through Secrets Manager."""
+    return policy_document(
+        [
+            {
+                "Sid": "AccountAdministersKey",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "ServersSealVault",
+                "Effect": "Allow",
+                "Principal": {"AWS": server_role_arn},
+                "Action": VAULT_SEAL_ACTIONS,
+                "Resource": "*",
+            },
+            {
+                "Sid": "ServersWriteSnapshots",
+                "Effect": "Allow",
+                "Principal": {"AWS": server_role_arn},
+                "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
+                "Resource": "*",
+                "Condition": _via("s3", region),
+            },
+            {
+                "Sid": "NodesReadBootstrapSecrets",
+                "Effect": "Allow",
+                "Principal": {"AWS": [server_role_arn, agent_role_arn]},
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+                "Condition": _via("secretsmanager", region),
+            },
+        ]
+    )
 
 
 @dataclass
@@ -67,6 +124,10 @@ class K3sClusterArgs:
     """`platform:cluster` of the stack."""
     network: Network
     region: str
+    log_archive: LogArchive
+    """Where the snapshot bucket's access logs go."""
+    production: bool = False
+    """Production stacks protect the load balancer against deletion."""
     extra_server_manifests: dict[str, str] = field(default_factory=dict)
     """File name -> YAML for K3s's auto-deploy manifests directory on the servers."""
     extra_node_policy_arns: list[pulumi.Input[str]] = field(default_factory=list)
@@ -75,21 +136,9 @@ class K3sClusterArgs:
     """Install the kubelet's ECR credential provider so nodes can pull from the app registry."""
 
 
-def bounded(text: str, limit: int) -> str:
-    """`text`, or its head plus a short hash when it is longer than `limit` (still unique)."""
-    if len(text) <= limit:
-        return text
-    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-    return f"{text[: limit - 9]}-{digest}"
-
-
 def short_name(name: str) -> str:
     """A 12-character name for AWS resources with short name limits (load balancers)."""
     return f"k3s-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
-
-
-def _policy(statements: list[dict]) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
 
 
 class K3sCluster(pulumi.ComponentResource):
@@ -109,6 +158,7 @@ class K3sCluster(pulumi.ComponentResource):
         self._net = net = args.network
         self._region = args.region
         self._ecr_pulls = args.ecr_pulls
+        self._production = args.production
         if cfg.servers > 1 and len(net.node_subnet_ids) < 3:
             raise ValueError(
                 f"{cfg.servers} servers need node subnets in 3 availability zones; "
@@ -129,11 +179,19 @@ class K3sCluster(pulumi.ComponentResource):
             f"{name}-agent-token", length=48, special=False, opts=child
         )
 
+        server_profile, self._server_role = self._node_role("server", args.extra_node_policy_arns)
+        agent_profile, self._agent_role = self._node_role("agent", args.extra_node_policy_arns)
+        account = aws.get_caller_identity_output(
+            opts=pulumi.InvokeOutputOptions(parent=self)
+        ).account_id
         self.kms_key = aws.kms.Key(
             f"{name}-kms",
-            description=f"{name}: Vault auto-unseal",
+            description=f"{name}: Vault auto-unseal, snapshots, bootstrap secrets",
             enable_key_rotation=True,
             deletion_window_in_days=30,
+            policy=pulumi.Output.all(account, self._server_role.arn, self._agent_role.arn).apply(
+                lambda a: key_policy(a[0], args.region, a[1], a[2])
+            ),
             opts=stateful,
         )
         aws.kms.Alias(
@@ -142,7 +200,8 @@ class K3sCluster(pulumi.ComponentResource):
             target_key_id=self.kms_key.key_id,
             opts=child,
         )
-        self.bucket = self._snapshot_bucket(stateful, child)
+        self.bucket = self._snapshot_bucket()
+        args.log_archive.record_access(f"{name}-snapshots", self.bucket, self)
 
         root = self.pki.root_cert_pem
         server_secret_value = pulumi.Output.secret(
@@ -167,18 +226,8 @@ class K3sCluster(pulumi.ComponentResource):
         server_secret = self._secret("server", server_secret_value, stateful, child)
         agent_secret = self._secret("agent", agent_secret_value, stateful, child)
 
-        server_profile, self._server_role = self._node_role(
-            "server", self._server_statements(server_secret.arn), args.extra_node_policy_arns
-        )
-        agent_profile, self._agent_role = self._node_role(
-            "agent",
-            agent_secret.arn.apply(
-                lambda arn: [
-                    {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": arn}
-                ]
-            ),
-            args.extra_node_policy_arns,
-        )
+        self._role_policy("server", self._server_statements(server_secret.arn))
+        self._role_policy("agent", self._agent_statements(agent_secret.arn))
 
         ami = aws.ec2.get_ami_output(
             most_recent=True,
@@ -245,7 +294,7 @@ class K3sCluster(pulumi.ComponentResource):
                 vpc_security_group_ids=[self.nodes_sg.id],
                 iam_instance_profile=server_profile.name,
                 user_data=user_data,
-                metadata_options=METADATA_OPTIONS,
+                metadata_options=metadata_options(SERVER_HOP_LIMIT),
                 root_block_device=self._root_volume(),
                 tags={"Name": f"{name}-server-{i}", "platform:node-kind": kind},
                 opts=pulumi.ResourceOptions(
@@ -341,77 +390,28 @@ class K3sCluster(pulumi.ComponentResource):
 
     # -- stateful resources -------------------------------------------------------------------
 
-    def _snapshot_bucket(
-        self, stateful: pulumi.ResourceOptions, child: pulumi.ResourceOptions
-    ) -> aws.s3.Bucket:
-        name, snap = self._name, self._cfg.etcd_snapshots
-        bucket = aws.s3.Bucket(
-            f"{name}-snapshots",
-            bucket_prefix=bounded(f"{name}-snapshots", BUCKET_PREFIX_MAX) + "-",
-            force_destroy=False,
-            opts=stateful,
+    def _snapshot_bucket(self) -> aws.s3.Bucket:
+        snap = self._cfg.etcd_snapshots
+        return private_bucket(
+            f"{self._name}-snapshots",
+            self,
+            # Bucket keys let S3 reuse a data key for a while instead of calling KMS per object.
+            encryption={
+                "apply_server_side_encryption_by_default": {
+                    "sse_algorithm": "aws:kms",
+                    "kms_master_key_id": self.kms_key.arn,
+                },
+                "bucket_key_enabled": True,
+            },
+            lifecycle_rule={
+                "id": "expire-replaced-versions",
+                "status": "Enabled",
+                "filter": {},
+                "noncurrent_version_expiration": {"noncurrent_days": snap.retain_days},
+                "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+            },
+            policy_label="tls-only",
         )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-snapshots-ownership",
-            bucket=bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=child,
-        )
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-snapshots-pab",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-snapshots-sse",
-            bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=child,
-        )
-        aws.s3.BucketVersioning(
-            f"{name}-snapshots-versioning",
-            bucket=bucket.id,
-            versioning_configuration={"status": "Enabled"},
-            opts=child,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-snapshots-lifecycle",
-            bucket=bucket.id,
-            rules=[
-                {
-                    "id": "expire-replaced-versions",
-                    "status": "Enabled",
-                    "filter": {},
-                    "noncurrent_version_expiration": {"noncurrent_days": snap.retain_days},
-                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
-                }
-            ],
-            opts=child,
-        )
-        aws.s3.BucketPolicy(
-            f"{name}-snapshots-tls-only",
-            bucket=bucket.id,
-            policy=bucket.arn.apply(
-                lambda arn: _policy(
-                    [
-                        {
-                            "Sid": "DenyInsecureTransport",
-                            "Effect": "Deny",
-                            "Principal": "*",
-                            "Action": "s3:*",
-                            "Resource": [arn, f"{arn}/*"],
-                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                        }
-                    ]
-                )
-            ),
-            opts=child,
-        )
-        return bucket
 
     def _secret(
         self,
@@ -427,6 +427,7 @@ class K3sCluster(pulumi.ComponentResource):
             name_prefix=f"{self._name}/{kind}-bootstrap-",
             description=f"{self._name}: K3s {kind} bootstrap material (read at first boot)",
             recovery_window_in_days=30,
+            kms_key_id=self.kms_key.arn,
             opts=stateful,
         )
         self._secret_versions[kind] = aws.secretsmanager.SecretVersion(
@@ -455,19 +456,38 @@ class K3sCluster(pulumi.ComponentResource):
                     "Resource": [f"{a[1]}/{p}/*" for p in SNAPSHOT_PREFIXES],
                 },
                 # Vault runs on the servers only, so only their role can use the unseal key.
+                {"Effect": "Allow", "Action": VAULT_SEAL_ACTIONS, "Resource": a[2]},
+                # Snapshots are written under the bucket's default SSE-KMS encryption.
                 {
                     "Effect": "Allow",
-                    "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"],
+                    "Action": "kms:GenerateDataKey",
                     "Resource": a[2],
+                    "Condition": _via("s3", self._region),
+                },
+            ]
+        )
+
+    def _agent_statements(self, secret_arn: pulumi.Output[str]) -> pulumi.Output[list[dict]]:
+        return pulumi.Output.all(secret_arn, self.kms_key.arn).apply(
+            lambda a: [
+                {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": a[0]},
+                # Decrypts the agent secret's data key, and no other ciphertext under the key.
+                {
+                    "Effect": "Allow",
+                    "Action": "kms:Decrypt",
+                    "Resource": a[1],
+                    "Condition": {
+                        "StringEquals": {
+                            **_via("secretsmanager", self._region)["StringEquals"],
+                            "kms:EncryptionContext:SecretARN": a[0],
+                        }
+                    },
                 },
             ]
         )
 
     def _node_role(
-        self,
-        kind: str,
-        statements: pulumi.Output[list[dict]],
-        extra_policy_arns: list[pulumi.Input[str]],
+        self, kind: str, extra_policy_arns: list[pulumi.Input[str]]
     ) -> tuple[aws.iam.InstanceProfile, aws.iam.Role]:
         name = f"{self._name}-{kind}"
         child = pulumi.ResourceOptions(parent=self)
@@ -482,11 +502,17 @@ class K3sCluster(pulumi.ComponentResource):
             aws.iam.RolePolicyAttachment(
                 f"{name}-policy-{i}", role=role.name, policy_arn=arn, opts=child
             )
-        self._role_policies[kind] = aws.iam.RolePolicy(
-            f"{name}-inline", role=role.id, policy=statements.apply(_policy), opts=child
-        )
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, opts=child)
         return profile, role
+
+    def _role_policy(self, kind: str, statements: pulumi.Output[list[dict]]) -> None:
+        role = self._server_role if kind == "server" else self._agent_role
+        self._role_policies[kind] = aws.iam.RolePolicy(
+            f"{self._name}-{kind}-inline",
+            role=role.id,
+            policy=statements.apply(policy_document),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     # -- network endpoints ----------------------------------------------------------------------
 
@@ -622,6 +648,8 @@ class K3sCluster(pulumi.ComponentResource):
             ],
             security_groups=[lb_sg.id],
             enable_cross_zone_load_balancing=True,
+            # Replacing it would change the API and ingress addresses every client knows.
+            enable_deletion_protection=self._production,
             opts=child,
         )
         groups = {}
@@ -722,7 +750,7 @@ class K3sCluster(pulumi.ComponentResource):
             iam_instance_profile={"name": profile.name},
             vpc_security_group_ids=[self.nodes_sg.id],
             user_data=user_data,
-            metadata_options=METADATA_OPTIONS,
+            metadata_options=metadata_options(AGENT_HOP_LIMIT),
             block_device_mappings=[
                 {
                     "device_name": "/dev/xvda",

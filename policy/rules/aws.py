@@ -8,6 +8,7 @@ produce a violation.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -30,6 +31,15 @@ BUCKET_ENCRYPTION = (
 PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 ACCOUNT_PUBLIC_ACCESS_BLOCK = "aws:s3/accountPublicAccessBlock:AccountPublicAccessBlock"
 KMS_KEY = "aws:kms/key:Key"
+BUCKET_LOGGING = ("aws:s3/bucketLogging:BucketLogging", "aws:s3/bucketLoggingV2:BucketLoggingV2")
+VPC = "aws:ec2/vpc:Vpc"
+FLOW_LOG = "aws:ec2/flowLog:FlowLog"
+DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
+SUBNET = "aws:ec2/subnet:Subnet"
+LOAD_BALANCERS = ("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
+SECRET = "aws:secretsmanager/secret:Secret"
+NODE_KIND_TAG = "platform:node-kind"
+KMS_ALGORITHMS = ("aws:kms", "aws:kms:dsse")
 
 PUBLIC_ACCESS_FLAGS = (
     "blockPublicAcls",
@@ -61,6 +71,47 @@ def check_imdsv2(item: Item, _: Params, __: StackInfo) -> Iterator[Violation]:
         f"metadataOptions.httpTokens {setting}, so IMDSv1 answers unauthenticated requests: any "
         "pod or SSRF that reaches 169.254.169.254 can read the node role's credentials",
     )
+
+
+# --- aws-imds-hop-limit --------------------------------------------------------------------------
+
+
+class HopLimitParams(Params):
+    pod_credential_node_kinds: list[str] = Field(default_factory=lambda: ["server-init", "server"])
+    """`platform:node-kind` tag values whose pods need the node role (hop limit 2 allowed)."""
+
+
+def _node_kind(item: Item) -> Any:
+    kind = dig(item.props, "tags", NODE_KIND_TAG)
+    if kind is None:
+        for spec in as_list(item.props.get("tagSpecifications")):
+            if dig(spec, "resourceType") == "instance":
+                kind = dig(spec, "tags", NODE_KIND_TAG)
+    return kind
+
+
+def check_hop_limit(item: Item, p: HopLimitParams, _: StackInfo) -> Iterator[Violation]:
+    options = item.props.get("metadataOptions")
+    hops, kind = dig(options, "httpPutResponseHopLimit"), _node_kind(item)
+    if UNKNOWN in (options, hops, kind) or dig(options, "httpEndpoint") == "disabled":
+        return
+    if hops is None and item.type == INSTANCE and item.props.get("launchTemplate"):
+        return  # the instance takes its metadata options from the launch template
+    allowed = 2 if kind in p.pod_credential_node_kinds else 1
+    if hops is None:
+        yield Violation(
+            item,
+            "metadataOptions.httpPutResponseHopLimit is not set: the AMI decides, and AL2023 "
+            f"(ImdsSupport v2.0) answers 2 hops, so pods reach the node role; set {allowed}",
+        )
+    elif (as_int(hops) or 0) > allowed:
+        who = f"nodes of kind {kind!r}" if kind else "nodes without a platform:node-kind tag"
+        yield Violation(
+            item,
+            f"metadataOptions.httpPutResponseHopLimit is {as_int(hops)} on {who}: answers cross "
+            f"the container network's hop, so every pod there gets the node role; at most "
+            f"{allowed} here",
+        )
 
 
 # --- aws-ebs-encrypted ---------------------------------------------------------------------------
@@ -183,17 +234,27 @@ def check_public_ports(item: Item, p: PortParams, _: StackInfo) -> Iterator[Viol
 # --- S3 ------------------------------------------------------------------------------------------
 
 
-def names_bucket(reference: Item, bucket: Item) -> bool:
-    """Whether a bucket-level resource (its `bucket` property) points at `bucket`.
+def refers_to(reference: Item, target: Item, prop: str = "bucket") -> bool:
+    """Whether `reference`'s property `prop` (a bucket's name, a VPC's id) points at `target`.
 
-    During preview the bucket's name or id may still be unknown; the property dependency the
+    During preview the target's name or id may still be unknown; the property dependency the
     engine records (bucket=my_bucket.id) still ties the two together.
     """
-    if bucket.urn and bucket.urn in reference.dependencies.get("bucket", ()):
+    if target.urn and target.urn in reference.dependencies.get(prop, ()):
         return True
-    target = reference.props.get("bucket")
-    names = {bucket.props.get("bucket"), bucket.props.get("id"), bucket.resource_id}
-    return isinstance(target, str) and target in names
+    value = reference.props.get(prop)
+    names = {target.props.get("bucket"), target.props.get("id"), target.resource_id} - {None}
+    return isinstance(value, str) and value in names
+
+
+def _log_targets(inv: Inventory) -> list[Item]:
+    """Buckets that receive S3 server access logs."""
+    loggings = inv.of(*BUCKET_LOGGING)
+    return [
+        bucket
+        for bucket in inv.of(*BUCKETS)
+        if any(refers_to(logging, bucket, "targetBucket") for logging in loggings)
+    ]
 
 
 def _encryption_rules_set(rules: list[Any]) -> bool:
@@ -218,8 +279,7 @@ def check_s3_encrypted(inv: Inventory, _: Params, __: StackInfo) -> Iterator[Vio
     configurations = inv.of(*BUCKET_ENCRYPTION)
     for bucket in inv.of(*BUCKETS):
         if _inline_encryption(bucket) or any(
-            names_bucket(config, bucket)
-            and _encryption_rules_set(as_list(config.props.get("rules")))
+            refers_to(config, bucket) and _encryption_rules_set(as_list(config.props.get("rules")))
             for config in configurations
         ):
             continue
@@ -239,7 +299,7 @@ def check_s3_public_access(inv: Inventory, _: Params, __: StackInfo) -> Iterator
         return  # an account-wide block covers every bucket
     blocks = inv.of(PUBLIC_ACCESS_BLOCK)
     for bucket in inv.of(*BUCKETS):
-        gaps = [_blocking(block) for block in blocks if names_bucket(block, bucket)]
+        gaps = [_blocking(block) for block in blocks if refers_to(block, bucket)]
         if not gaps:
             yield Violation(
                 bucket,
@@ -252,6 +312,153 @@ def check_s3_public_access(inv: Inventory, _: Params, __: StackInfo) -> Iterator
                 f"its BucketPublicAccessBlock leaves {', '.join(gaps[0])} off: public ACLs or "
                 "policies can still expose its objects",
             )
+
+
+def _default_encryption(inv: Inventory, bucket: Item) -> list[Any]:
+    """The bucket's default-encryption rules, inline or from configurations naming it."""
+    rules = [dig(bucket.props.get("serverSideEncryptionConfiguration"), "rule")]
+    for legacy in as_list(bucket.props.get("serverSideEncryptionConfigurations")):
+        rules += as_list(dig(legacy, "rules"))
+    for config in inv.of(*BUCKET_ENCRYPTION):
+        if refers_to(config, bucket):
+            rules += as_list(config.props.get("rules"))
+    return [dig(rule, "applyServerSideEncryptionByDefault") for rule in rules if rule is not None]
+
+
+def check_s3_customer_key(inv: Inventory, _: Params, __: StackInfo) -> Iterator[Violation]:
+    log_targets = {id(bucket) for bucket in _log_targets(inv)}
+    for bucket in inv.of(*BUCKETS):
+        defaults = _default_encryption(inv, bucket)
+        if not defaults or any(
+            UNKNOWN in (d, dig(d, "sseAlgorithm"), dig(d, "kmsMasterKeyId")) for d in defaults
+        ):
+            continue  # no encryption at all is aws-s3-encrypted's finding
+        algorithms = {dig(d, "sseAlgorithm") for d in defaults}
+        if id(bucket) in log_targets:
+            if algorithms & set(KMS_ALGORITHMS):
+                yield Violation(
+                    bucket,
+                    "receives S3 server access logs but defaults to SSE-KMS, which log delivery "
+                    "does not support: the logs are silently dropped; use AES256 (SSE-S3)",
+                )
+        elif not any(
+            dig(d, "sseAlgorithm") in KMS_ALGORITHMS and dig(d, "kmsMasterKeyId") for d in defaults
+        ):
+            yield Violation(
+                bucket,
+                f"default encryption is {', '.join(sorted(map(str, algorithms)))} without a "
+                "customer-managed key: access to the objects is then decided by the bucket "
+                "policy alone, not also by a key policy you review",
+            )
+
+
+def check_s3_access_logging(inv: Inventory, _: Params, __: StackInfo) -> Iterator[Violation]:
+    log_targets = {id(bucket) for bucket in _log_targets(inv)}
+    loggings = inv.of(*BUCKET_LOGGING)
+    for bucket in inv.of(*BUCKETS):
+        if id(bucket) in log_targets or any(refers_to(lg, bucket) for lg in loggings):
+            continue
+        yield Violation(
+            bucket,
+            "no BucketLogging names this bucket: nobody could tell afterwards who read or "
+            "deleted its objects",
+        )
+
+
+# --- VPC -----------------------------------------------------------------------------------------
+
+
+def check_flow_logs(inv: Inventory, _: Params, __: StackInfo) -> Iterator[Violation]:
+    flow_logs = inv.of(FLOW_LOG)
+    for vpc in inv.of(VPC):
+        if not any(refers_to(log, vpc, "vpcId") for log in flow_logs):
+            yield Violation(
+                vpc,
+                "no FlowLog names this VPC: connections to and from the nodes leave no record",
+            )
+
+
+def check_default_security_group(inv: Inventory, _: Params, __: StackInfo) -> Iterator[Violation]:
+    groups = inv.of(DEFAULT_SECURITY_GROUP)
+    for vpc in inv.of(VPC):
+        mine = [group for group in groups if refers_to(group, vpc, "vpcId")]
+        if not mine:
+            yield Violation(
+                vpc,
+                "no DefaultSecurityGroup manages this VPC's default group, which AWS creates "
+                "allowing all traffic between its members and all egress",
+            )
+        for group in mine:
+            rules = [group.props.get("ingress"), group.props.get("egress")]
+            if UNKNOWN not in rules and any(as_list(r) for r in rules):
+                yield Violation(
+                    group,
+                    "the default security group keeps rules: anything launched without an "
+                    "explicit group gets them; leave ingress and egress empty",
+                )
+
+
+def check_no_public_ip_on_launch(item: Item, _: Params, stack: StackInfo) -> Iterator[Violation]:
+    if stack.production and item.props.get("mapPublicIpOnLaunch") is True:
+        yield Violation(
+            item,
+            "mapPublicIpOnLaunch is true on a production stack: any instance started here is "
+            "reachable from the internet; NAT gateways and load balancers bring Elastic IPs",
+        )
+
+
+def check_lb_deletion_protection(item: Item, _: Params, stack: StackInfo) -> Iterator[Violation]:
+    if stack.production and not _true(item.props.get("enableDeletionProtection")):
+        yield Violation(
+            item,
+            "enableDeletionProtection is not true on a production stack: one mistaken delete "
+            "changes the addresses every client and DNS record points at",
+        )
+
+
+# --- KMS and Secrets Manager ---------------------------------------------------------------------
+
+
+def _open_to_anyone(statement: Any) -> bool:
+    principal = dig(statement, "Principal")
+    aws = dig(principal, "AWS")
+    anyone = principal == "*" or aws == "*" or "*" in as_list(aws)
+    return dig(statement, "Effect") == "Allow" and anyone and not dig(statement, "Condition")
+
+
+def check_kms_key_policy(item: Item, _: Params, __: StackInfo) -> Iterator[Violation]:
+    policy = item.props.get("policy")
+    if policy is UNKNOWN:
+        return
+    if not policy:
+        yield Violation(
+            item,
+            "policy is not set, so AWS applies its default: who may use the key is then decided "
+            "by IAM policies alone, outside this code's review",
+        )
+        return
+    try:
+        document = json.loads(policy) if isinstance(policy, str) else policy
+    except ValueError:
+        yield Violation(item, "policy is not valid JSON")
+        return
+    statements = dig(document, "Statement")
+    for index, statement in enumerate(statements if isinstance(statements, list) else [statements]):
+        if _open_to_anyone(statement):
+            yield Violation(
+                item,
+                f"policy statement {dig(statement, 'Sid') or index} allows any principal "
+                "without a condition",
+            )
+
+
+def check_secret_customer_key(item: Item, _: Params, __: StackInfo) -> Iterator[Violation]:
+    if not item.props.get("kmsKeyId"):
+        yield Violation(
+            item,
+            "kmsKeyId is not set, so the secret uses the account's aws/secretsmanager key, whose "
+            "policy any principal with secretsmanager:GetSecretValue satisfies",
+        )
 
 
 # --- aws-kms-key-rotation ------------------------------------------------------------------------
@@ -274,10 +481,20 @@ RULES = (
         id="aws-imdsv2-required",
         description="EC2 instances and launch templates require IMDSv2 session tokens.",
         enforcement=Enforcement.MANDATORY,
-        remediation='Set metadataOptions: {httpTokens: "required", httpPutResponseHopLimit: 2} '
-        "(hop limit 2 lets pods that need the metadata service reach it).",
+        remediation='Set metadataOptions: {httpTokens: "required", httpPutResponseHopLimit: 1}.',
         check=check_imdsv2,
         targets=frozenset({INSTANCE, LAUNCH_TEMPLATE}),
+    ),
+    Rule(
+        id="aws-imds-hop-limit",
+        description="The metadata service answers pods only on node kinds whose pods need the "
+        "node role: hop limit 1, or 2 on the kinds listed.",
+        enforcement=Enforcement.MANDATORY,
+        remediation="Set metadataOptions.httpPutResponseHopLimit: 1; give pods that need AWS "
+        "their own nodes (tag platform:node-kind) and list that kind in podCredentialNodeKinds.",
+        check=check_hop_limit,
+        targets=frozenset({INSTANCE, LAUNCH_TEMPLATE}),
+        params=HopLimitParams,
     ),
     Rule(
         id="aws-ebs-encrypted",
@@ -318,6 +535,79 @@ RULES = (
         "blockPublicPolicy, ignorePublicAcls and restrictPublicBuckets all true.",
         check=check_s3_public_access,
         scope=Scope.STACK,
+    ),
+    Rule(
+        id="aws-s3-customer-key",
+        description="S3 buckets default to SSE-KMS with a customer-managed key; buckets that "
+        "receive server access logs use SSE-S3, the only encryption log delivery supports.",
+        enforcement=Enforcement.MANDATORY,
+        remediation='Set sseAlgorithm "aws:kms" and kmsMasterKeyId (bucketKeyEnabled: true keeps '
+        'KMS requests low); on access-log buckets, sseAlgorithm "AES256".',
+        check=check_s3_customer_key,
+        scope=Scope.STACK,
+    ),
+    Rule(
+        id="aws-s3-access-logging",
+        description="S3 buckets log requests to a log bucket (log buckets themselves excepted).",
+        enforcement=Enforcement.MANDATORY,
+        remediation="Add an s3.BucketLogging (bucket=bucket.id) whose targetBucket is an "
+        "SSE-S3 log bucket that grants logging.s3.amazonaws.com s3:PutObject.",
+        check=check_s3_access_logging,
+        scope=Scope.STACK,
+    ),
+    Rule(
+        id="aws-vpc-flow-logs",
+        description="Every VPC the stack creates records its flow logs.",
+        enforcement=Enforcement.MANDATORY,
+        remediation="Add an ec2.FlowLog (vpcId=vpc.id, trafficType ALL) to S3 or CloudWatch Logs.",
+        check=check_flow_logs,
+        scope=Scope.STACK,
+    ),
+    Rule(
+        id="aws-vpc-default-sg-closed",
+        description="Every VPC the stack creates manages its default security group with no rules.",
+        enforcement=Enforcement.MANDATORY,
+        remediation="Add an ec2.DefaultSecurityGroup (vpcId=vpc.id) with ingress: [] and "
+        "egress: [], and give every resource an explicit group.",
+        check=check_default_security_group,
+        scope=Scope.STACK,
+    ),
+    Rule(
+        id="aws-prod-no-public-ip-on-launch",
+        description="On production stacks, subnets do not give instances public addresses.",
+        enforcement=Enforcement.MANDATORY,
+        remediation="Set mapPublicIpOnLaunch: false and put nodes in private subnets behind a "
+        "NAT gateway (platform:network.nodeSubnets: private).",
+        check=check_no_public_ip_on_launch,
+        targets=frozenset({SUBNET}),
+    ),
+    Rule(
+        id="aws-prod-lb-deletion-protection",
+        description="On production stacks, load balancers have deletion protection on.",
+        enforcement=Enforcement.MANDATORY,
+        remediation="Set enableDeletionProtection: true (docs/operations.md says how to destroy "
+        "the stack anyway).",
+        check=check_lb_deletion_protection,
+        targets=frozenset(LOAD_BALANCERS),
+    ),
+    Rule(
+        id="aws-kms-key-policy",
+        description="KMS keys declare their key policy, and no statement allows any principal "
+        "unconditionally.",
+        enforcement=Enforcement.MANDATORY,
+        remediation="Set policy on the kms.Key: the account root administers it, each role gets "
+        "exactly the actions it uses (with kms:ViaService when a service uses the key for it).",
+        check=check_kms_key_policy,
+        targets=frozenset({KMS_KEY}),
+    ),
+    Rule(
+        id="aws-secret-customer-key",
+        description="Secrets Manager secrets are encrypted with a customer-managed KMS key.",
+        enforcement=Enforcement.MANDATORY,
+        remediation="Set kmsKeyId to the stack's key and let the readers decrypt with it through "
+        "Secrets Manager (kms:ViaService).",
+        check=check_secret_customer_key,
+        targets=frozenset({SECRET}),
     ),
     Rule(
         id="aws-kms-key-rotation",

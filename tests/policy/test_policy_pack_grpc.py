@@ -27,11 +27,11 @@ from tests.policy.policy_objects import container, workload
 
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
 BAD_TEMPLATE = {
-    "metadataOptions": {"httpTokens": "optional"},
+    "metadataOptions": {"httpTokens": "optional", "httpPutResponseHopLimit": 1},
     "blockDeviceMappings": [{"deviceName": "/dev/sda1", "ebs": {"encrypted": "true"}}],
 }
 GOOD_TEMPLATE = {
-    "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 2},
+    "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
     "blockDeviceMappings": [{"deviceName": "/dev/sda1", "ebs": {"encrypted": "true"}}],
 }
 FLAGS = {
@@ -167,11 +167,21 @@ def test_stack_bucket_without_public_access_block(analyzer: Any) -> None:
         {
             "bucket": "etcd-snapshots",
             "serverSideEncryptionConfiguration": {
-                "rule": {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}}
+                "rule": {
+                    "applyServerSideEncryptionByDefault": {
+                        "sseAlgorithm": "aws:kms",
+                        "kmsMasterKeyId": "alias/snapshots",
+                    }
+                }
             },
         },
     )
-    response = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[bucket]))
+    logging = stack_resource(
+        "aws:s3/bucketLogging:BucketLogging",
+        "logging",
+        {"bucket": "etcd-snapshots", "targetBucket": "logs", "targetPrefix": "s3-access/"},
+    )
+    response = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[bucket, logging]))
     (diagnostic,) = response.diagnostics
     assert diagnostic.policyName == "aws-s3-public-access-blocked"
     assert diagnostic.urn == urn("aws:s3/bucket:Bucket", "snapshots")
@@ -184,7 +194,9 @@ def test_stack_bucket_without_public_access_block(analyzer: Any) -> None:
         {"bucket": "04da6b54-80e4-46f7-96ec-b56ff0331ba9", **FLAGS},
         {"bucket": [bucket.urn]},
     )
-    response = analyzer.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[bucket, block]))
+    response = analyzer.AnalyzeStack(
+        analyzer_pb2.AnalyzeStackRequest(resources=[bucket, logging, block])
+    )
     assert list(response.diagnostics) == []
 
 

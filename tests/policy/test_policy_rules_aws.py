@@ -269,7 +269,11 @@ def s3(bucket: dict[str, Any], *others: dict[str, Any]) -> list[str]:
 
 def test_bare_bucket_fails_both_rules() -> None:
     findings = evaluate([resource(BUCKET, "snapshots", bucket="etcd-snapshots")])
-    assert fired(findings) == ["aws-s3-encrypted", "aws-s3-public-access-blocked"]
+    assert fired(findings) == [
+        "aws-s3-encrypted",
+        "aws-s3-public-access-blocked",
+        "aws-s3-access-logging",
+    ]
     assert findings[0].urn.endswith("::snapshots")
 
 
@@ -362,3 +366,119 @@ def test_encryption_resource_for_another_bucket_does_not_count() -> None:
 def test_kms_rotation(props: dict[str, Any], fires: bool) -> None:
     findings = only("aws-kms-key-rotation", [resource(KMS_KEY, "unseal", **props)])
     assert bool(findings) is fires
+
+
+# --- aws-imds-hop-limit --------------------------------------------------------------------------
+
+
+def node(token: str, kind: str | None, hops: Any, **props: Any) -> dict[str, Any]:
+    tags = {"platform:node-kind": kind} if kind else {}
+    options = {"httpTokens": "required", "httpPutResponseHopLimit": hops}
+    return resource(token, f"node-{kind}", metadataOptions=options, tags=tags, **props)
+
+
+@pytest.mark.parametrize(
+    ("res", "fires"),
+    [
+        (node(LAUNCH_TEMPLATE, "agent", 1), False),
+        (node(LAUNCH_TEMPLATE, "agent", 2.0), True),
+        (node(INSTANCE, "server-init", 2), False),
+        (node(INSTANCE, "server", 3), True),
+        (node(INSTANCE, None, 2), True),
+        (node(INSTANCE, "agent", UNKNOWN), False),
+        (
+            resource(
+                LAUNCH_TEMPLATE,
+                "lt",
+                metadataOptions={"httpTokens": "required", "httpPutResponseHopLimit": 2},
+                tagSpecifications=[
+                    {"resourceType": "instance", "tags": {"platform:node-kind": "server"}}
+                ],
+            ),
+            False,
+        ),
+        (resource(INSTANCE, "from-template", launchTemplate={"id": "lt-1"}), False),
+    ],
+    ids=[
+        "agent-1",
+        "agent-2",
+        "server-2",
+        "server-3",
+        "untagged-2",
+        "unknown",
+        "kind-from-tag-specification",
+        "inherits-template",
+    ],
+)
+def test_hop_limit_per_node_kind(res: dict[str, Any], fires: bool) -> None:
+    assert bool(only("aws-imds-hop-limit", [res])) is fires
+
+
+def test_hop_limit_kinds_are_configurable() -> None:
+    servers = [node(INSTANCE, "server", 2)]
+    findings = only("aws-imds-hop-limit", servers, podCredentialNodeKinds=[])
+    assert "is 2 on nodes of kind 'server'" in findings[0].message
+    assert (
+        only(
+            "aws-imds-hop-limit",
+            [node(LAUNCH_TEMPLATE, "agent", 2)],
+            podCredentialNodeKinds=["agent"],
+        )
+        == []
+    )
+
+
+# --- production-only rules -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "res"),
+    [
+        (
+            "aws-prod-no-public-ip-on-launch",
+            resource("aws:ec2/subnet:Subnet", "public-0", mapPublicIpOnLaunch=True),
+        ),
+        (
+            "aws-prod-lb-deletion-protection",
+            resource("aws:lb/loadBalancer:LoadBalancer", "nlb", loadBalancerType="network"),
+        ),
+    ],
+)
+def test_production_rules_skip_other_stacks(rule: str, res: dict[str, Any]) -> None:
+    production = PolicySettings(production=True)
+    assert fired(evaluate([res], settings=production, rules=[rule])) == [rule]
+    assert only(rule, [res]) == []
+
+
+# --- S3 customer key and access logging, during preview -----------------------------------------
+
+
+def test_unknown_key_and_log_links_during_preview() -> None:
+    bucket = resource(BUCKET, "snapshots", bucket=UNKNOWN)
+    link = {"propertyDependencies": {"bucket": [bucket["urn"]]}}
+    sse = {
+        **resource(
+            BUCKET_ENCRYPTION[0],
+            "sse",
+            bucket=UNKNOWN,
+            rules=[
+                {
+                    "applyServerSideEncryptionByDefault": {
+                        "sseAlgorithm": "aws:kms",
+                        "kmsMasterKeyId": UNKNOWN,
+                    }
+                }
+            ],
+        ),
+        **link,
+    }
+    logging = {
+        **resource(
+            "aws:s3/bucketLogging:BucketLogging", "log", bucket=UNKNOWN, targetBucket="logs"
+        ),
+        **link,
+    }
+    assert (
+        evaluate([bucket, sse, logging], rules=["aws-s3-customer-key", "aws-s3-access-logging"])
+        == []
+    )

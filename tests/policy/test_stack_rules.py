@@ -28,7 +28,7 @@ def test_budget_below_the_estimate_fails(synth_results):
         policy_resources(synth_results["dev"]), (), PolicySettings.from_stack_config(values)
     )
     assert [(f.rule, f.enforcement) for f in findings] == [("cost-within-budget", "mandatory")]
-    assert "$70.00/month, above its budget of $50.00" in findings[0].message
+    assert "$71.59/month, above its budget of $50.00" in findings[0].message
 
 
 def test_budget_in_a_region_without_prices_is_reported(synth_results):

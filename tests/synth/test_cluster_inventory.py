@@ -109,27 +109,31 @@ def test_stateful_resources_are_protected(synth_results, stack):
     }
     (key,) = result.of_type("aws:kms/key:Key")
     assert key.inputs["enableKeyRotation"] is True
-    (bucket,) = result.of_type("aws:s3/bucket:Bucket")
-    assert bucket.inputs["forceDestroy"] is False
-    bucket_id = bucket.id
+    buckets = result.of_type("aws:s3/bucket:Bucket")
+    assert sorted(b.name for b in buckets) == [
+        f"gitops-platform-{stack}-logs",
+        f"gitops-platform-{stack}-snapshots",
+    ]
     pab = {
         r.inputs["bucket"]: r.inputs
         for r in result.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
     }
-    assert all(
-        pab[bucket_id][k] is True
-        for k in (
-            "blockPublicAcls",
-            "blockPublicPolicy",
-            "ignorePublicAcls",
-            "restrictPublicBuckets",
-        )
-    )
-    versioning = result.of_type("aws:s3/bucketVersioning:BucketVersioning")
-    assert versioning[0].inputs["versioningConfiguration"]["status"] == "Enabled"
-    assert result.of_type(
-        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
-    )
+    versioning = {
+        r.inputs["bucket"]: r.inputs["versioningConfiguration"]["status"]
+        for r in result.of_type("aws:s3/bucketVersioning:BucketVersioning")
+    }
+    for bucket in buckets:
+        assert bucket.inputs["forceDestroy"] is False and bucket.protect, bucket.urn
+        assert all(
+            pab[bucket.id][k] is True
+            for k in (
+                "blockPublicAcls",
+                "blockPublicPolicy",
+                "ignorePublicAcls",
+                "restrictPublicBuckets",
+            )
+        ), bucket.urn
+        assert versioning[bucket.id] == "Enabled", bucket.urn
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
@@ -167,12 +171,21 @@ def test_node_roles_are_least_privilege(synth_results, stack):
     server = inline[f"gitops-platform-{stack}-server-inline"]["Statement"]
     agent = inline[f"gitops-platform-{stack}-agent-inline"]["Statement"]
     secrets = {r.name: r.id for r in result.of_type("aws:secretsmanager/secret:Secret")}
+    (key,) = result.of_type("aws:kms/key:Key")
+    agent_secret = secrets[f"gitops-platform-{stack}-agent-bootstrap"]
     assert agent == [
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": agent_secret},
         {
             "Effect": "Allow",
-            "Action": "secretsmanager:GetSecretValue",
-            "Resource": secrets[f"gitops-platform-{stack}-agent-bootstrap"],
-        }
+            "Action": "kms:Decrypt",
+            "Resource": f"arn:aws:kms:us-east-1:123456789012:key/{key.id}",
+            "Condition": {
+                "StringEquals": {
+                    "kms:ViaService": "secretsmanager.us-east-1.amazonaws.com",
+                    "kms:EncryptionContext:SecretARN": agent_secret,
+                }
+            },
+        },
     ]
     actions = {
         a for s in server for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
@@ -187,6 +200,11 @@ def test_node_roles_are_least_privilege(synth_results, stack):
         "kms:Encrypt",
         "kms:Decrypt",
         "kms:DescribeKey",
+        "kms:GenerateDataKey",
+    }
+    (generate,) = [s for s in server if s["Action"] == "kms:GenerateDataKey"]
+    assert generate["Condition"] == {
+        "StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}
     }
     for statement in server:
         resources = (

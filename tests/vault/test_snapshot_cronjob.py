@@ -53,7 +53,7 @@ def test_the_job_runs_the_committed_code_with_its_role(prod_objects, synth_resul
     assert pod["serviceAccountName"] == SNAPSHOT_SERVICE_ACCOUNT
     assert prod_objects["ServiceAccount"]["metadata"]["name"] == SNAPSHOT_SERVICE_ACCOUNT
     env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
-    bucket = synth_results["prod"].of_type("aws:s3/bucket:Bucket")[0].id
+    bucket = synth_results["prod"].by_name("gitops-platform-prod-snapshots").id
     assert (env["SNAPSHOT_BUCKET"], env["SNAPSHOT_PREFIX"]) == (bucket, "vault")
     assert pod["nodeSelector"] == {"node-role.kubernetes.io/control-plane": "true"}
     # Vault's role only accepts tokens for its audience: the job must mount one.
