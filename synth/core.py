@@ -179,10 +179,10 @@ def _readable(reg: Registration) -> dict:
     if reg.inputs.get("kind") != "Secret":
         return reg.inputs
     shown = dict(reg.inputs)
-    for field in ("data", "stringData"):
-        value = reg.plain_inputs.get(field)
+    for key in ("data", "stringData"):
+        value = reg.plain_inputs.get(key)
         if isinstance(value, dict):
-            shown[field] = dict.fromkeys(value, SECRET)
+            shown[key] = dict.fromkeys(value, SECRET)
     return shown
 
 

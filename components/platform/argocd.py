@@ -104,9 +104,7 @@ def release_values(args: ArgoCdArgs, admin_password_bcrypt: pulumi.Input[str]) -
     return values
 
 
-def repository_data(
-    repo_url: str, token: pulumi.Input[str] | None
-) -> dict[str, pulumi.Input[str]]:
+def repository_data(repo_url: str, token: pulumi.Input[str] | None) -> dict[str, pulumi.Input[str]]:
     """The repository Secret's data; with a token, HTTPS basic auth as Git hosts expect it.
 
     Only the token is a secret, so a preview (and the synth) shows every other key and value."""
