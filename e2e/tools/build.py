@@ -249,7 +249,7 @@ def build() -> Path:
     target = tools_dir()
     if (target / COMPLETE).exists():
         return target
-    print(f"building the e2e tools into {target} (cold: about 15 minutes on 2 cores)", flush=True)
+    print(f"building the e2e tools into {target} (cold: about 16 minutes on 2 cores)", flush=True)
     started = time.monotonic()
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
