@@ -43,6 +43,8 @@ AMI_NAME = {
 # role, and K3s has no per-pod AWS identity to give them instead (docs/security.md).
 SERVER_HOP_LIMIT = 2
 AGENT_HOP_LIMIT = 1
+AGENT_BOOT_GRACE_SECONDS = 600
+"""How long a new agent may take to boot and join before health checks count against it."""
 
 
 def metadata_options(hop_limit: int) -> dict:
@@ -793,12 +795,18 @@ class K3sCluster(pulumi.ComponentResource):
                 "launch_template": {
                     "launch_template_specification": {
                         "launch_template_id": template.id,
-                        "version": "$Latest",
+                        # An instance refresh does not start for `$Latest`: name the version a
+                        # changed template has just created, so the group rolls to it.
+                        "version": template.latest_version.apply(str),
                     },
                     "overrides": [{"instance_type": agents.instance_type}],
                 },
             },
             instance_refresh={"strategy": "Rolling", "preferences": {"min_healthy_percentage": 66}},
+            # Behind the NLB an agent whose ingress stops answering is replaced, not kept; the
+            # grace period covers the boot (packages, K3s download, joining the servers).
+            health_check_type="ELB" if target_groups else "EC2",
+            health_check_grace_period=AGENT_BOOT_GRACE_SECONDS,
             tags=[{"key": "Name", "value": f"{name}-agent", "propagate_at_launch": True}],
             opts=pulumi.ResourceOptions(parent=self, depends_on=servers),
         )
