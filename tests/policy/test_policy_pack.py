@@ -176,6 +176,13 @@ def test_settings_from_the_engine_environment(monkeypatch: pytest.MonkeyPatch) -
             }
         ),
     )
-    settings = settings_from_environment()
+    # A pack process holds no program config in memory; a synth earlier in this worker does.
+    from pulumi.runtime import config as runtime_config
+
+    token = runtime_config.CONFIG.set({})
+    try:
+        settings = settings_from_environment()
+    finally:
+        runtime_config.CONFIG.reset(token)
     assert (settings.production, settings.aws) == (True, False)
     assert settings.to_policy_config() == {"aws-imdsv2-required": {"enforcementLevel": "advisory"}}
