@@ -133,11 +133,19 @@ NAME_LIMITS = {
     "aws:ec2/securityGroup:SecurityGroup": 255,
 }
 BUCKET_PREFIX_LIMIT = 37
+NAME_PREFIX_LIMITS = {"aws:lb/targetGroup:TargetGroup": 6, "aws:lb/loadBalancer:LoadBalancer": 6}
+"""AWS fills the rest of the 32 characters with a random suffix."""
 
 
 def check_name_limits(typ: str, logical: str, inputs: dict) -> None:
     limit = NAME_LIMITS.get(typ)
-    if limit is not None:
+    name_prefix = inputs.get("namePrefix")
+    if name_prefix is not None:
+        if len(name_prefix) > NAME_PREFIX_LIMITS.get(typ, limit or 255):
+            raise ValueError(
+                f"{typ} {logical}: name_prefix {name_prefix!r} is longer than AWS allows"
+            )
+    elif limit is not None:
         name = inputs.get("name") or f"{logical}-xxxxxxx"
         if len(name) > limit:
             raise ValueError(f"{typ} {logical}: name {name!r} is longer than AWS allows ({limit})")

@@ -640,7 +640,7 @@ class K3sCluster(pulumi.ComponentResource):
         short = short_name(name)
         lb = aws.lb.LoadBalancer(
             f"{name}-nlb",
-            # Load balancer and target group names hold 32 characters; the auto-name would not fit.
+            # A load balancer name holds 32 characters; the auto-name would not fit.
             name=short,
             load_balancer_type="network",
             internal=False,
@@ -658,7 +658,9 @@ class K3sCluster(pulumi.ComponentResource):
         for port in (API_PORT, *INGRESS_PORTS):
             groups[port] = aws.lb.TargetGroup(
                 f"{name}-tg-{port}",
-                name=f"{short}-{port}",
+                # A prefix, not a name: a replaced group (new port or protocol) is created beside
+                # the old one before the listener moves to it, and two groups cannot share a name.
+                name_prefix=f"tg{port}",
                 port=port,
                 protocol="TCP",
                 vpc_id=net.vpc_id,
