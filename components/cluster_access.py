@@ -51,6 +51,9 @@ class ClusterAccess:
     """Admin kubeconfig (a Pulumi secret)."""
     ingress_ip: pulumi.Output[str]
     """Static public IP of the ingress (Traefik on 80/443); used for sslip.io hostnames."""
+    ingress_ips: pulumi.Output[list[str]]
+    """Every address the ingress answers on (one per AZ behind an NLB): what DNS records hold,
+    so a name keeps resolving when one zone is down."""
     ready: pulumi.Resource
     """The readiness gate; anything that talks to the cluster depends on it."""
     aws: AwsFacts | None = None

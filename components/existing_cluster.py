@@ -55,6 +55,7 @@ class ExistingCluster(pulumi.ComponentResource):
             client_key_pem=pulumi.Output.secret(ready.client_key_pem),
             kubeconfig=kubeconfig,
             ingress_ip=pulumi.Output.from_input(cfg.ingress_ip),
+            ingress_ips=pulumi.Output.from_input([cfg.ingress_ip]),
             ready=ready,
         )
         self.register_outputs({"apiUrl": ready.api_url, "ingressIp": cfg.ingress_ip})

@@ -267,7 +267,9 @@ class K3sCluster(pulumi.ComponentResource):
 
         self.server_ips = self._server_addresses()
         endpoint = self._nlb() if cfg.endpoint_kind == "nlb" else self._eip()
-        api_host, tls_sans, self.ingress_ip, target_groups = endpoint
+        api_host, tls_sans, self.ingress_ips, target_groups = endpoint
+        # sslip.io names spell one address: the first zone's.
+        self.ingress_ip = self.ingress_ips.apply(lambda ips: ips[0])
 
         snapshots = pulumi.Output.all(self.bucket.bucket).apply(
             lambda a: EtcdSnapshots(
@@ -370,6 +372,7 @@ class K3sCluster(pulumi.ComponentResource):
             client_key_pem=pulumi.Output.secret(self.ready.client_key_pem),
             kubeconfig=self.kubeconfig,
             ingress_ip=self.ingress_ip,
+            ingress_ips=self.ingress_ips,
             ready=self.ready,
             aws=AwsFacts(
                 region=args.region,
@@ -578,7 +581,8 @@ class K3sCluster(pulumi.ComponentResource):
                 cidr="0.0.0.0/0",
                 description="web traffic to Traefik",
             )
-        return eip.public_ip, eip.public_ip.apply(lambda ip: [ip]), eip.public_ip, {}
+        addresses = eip.public_ip.apply(lambda ip: [ip])
+        return eip.public_ip, addresses, addresses, {}
 
     def _nlb(self):
         name, cfg, net = self._name, self._cfg, self._net
@@ -688,8 +692,9 @@ class K3sCluster(pulumi.ComponentResource):
                 opts=child,
             )
             self._front_door.append(listener)
-        sans = pulumi.Output.all(lb.dns_name, *[e.public_ip for e in eips]).apply(list)
-        return lb.dns_name, sans, eips[0].public_ip, groups
+        addresses = pulumi.Output.all(*[e.public_ip for e in eips]).apply(list)
+        sans = pulumi.Output.all(lb.dns_name, addresses).apply(lambda a: [a[0], *a[1]])
+        return lb.dns_name, sans, addresses, groups
 
     # -- nodes ----------------------------------------------------------------------------------
 

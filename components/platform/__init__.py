@@ -62,7 +62,7 @@ class Platform(pulumi.ComponentResource):
                 DnsRecordsArgs(
                     domain=cfg.dns.domain,
                     hosted_zone_id=cfg.dns.hosted_zone_id,
-                    ingress_ip=access.ingress_ip,
+                    ingress_ips=access.ingress_ips,
                 ),
                 child,
             )

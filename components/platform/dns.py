@@ -57,8 +57,8 @@ class DnsRecordsArgs:
     domain: str
     """The zone's domain name."""
     hosted_zone_id: str
-    ingress_ip: pulumi.Input[str]
-    """Where every record points: the ingress (Traefik) address."""
+    ingress_ips: pulumi.Input[Sequence[str]]
+    """Where every record points: each of the ingress's addresses (one per AZ behind an NLB)."""
     services: Sequence[str] = SERVICES
     """One A record each; a wildcard A record covers the apps."""
 
@@ -73,7 +73,7 @@ class DnsRecordsArgs:
 
 
 class DnsRecords(pulumi.ComponentResource):
-    """A records for the services and `*.<domain>` for the apps, all on the ingress IP."""
+    """A records for the services and `*.<domain>` for the apps, on every ingress address."""
 
     fqdns: list[str]
 
@@ -90,7 +90,7 @@ class DnsRecords(pulumi.ComponentResource):
                 name=fqdn,
                 type="A",
                 ttl=RECORD_TTL,
-                records=[args.ingress_ip],
+                records=args.ingress_ips,
                 # A record someone created by hand for the same name is taken over, not duplicated.
                 allow_overwrite=True,
                 opts=pulumi.ResourceOptions(parent=self),

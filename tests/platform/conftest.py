@@ -154,6 +154,7 @@ def fake_access(aws: bool, ingress_ip: str) -> ClusterAccess:
         client_key_pem=pulumi.Output.secret(CLIENT_KEY),
         kubeconfig=pulumi.Output.secret("{}"),
         ingress_ip=pulumi.Output.from_input(ingress_ip),
+        ingress_ips=pulumi.Output.from_input([ingress_ip]),
         ready=gate,
         aws=facts,
     )

@@ -1,4 +1,4 @@
-"""Agents roll: a changed launch template reaches running agents through an instance refresh."""
+"""Day 2 on AWS: agents roll to a new launch template, and the ingress survives a lost zone."""
 
 from __future__ import annotations
 
@@ -27,3 +27,23 @@ def test_agents_behind_the_load_balancer_are_replaced_when_it_sees_them_fail(syn
     assert prod.inputs["healthCheckGracePeriod"] >= 300
     (dev,) = synth_results["dev"].of_type(GROUP)
     assert not dev.inputs.get("targetGroupArns") and dev.inputs["healthCheckType"] == "EC2"
+
+
+def test_dns_records_hold_every_zones_address(tmp_path):
+    """Behind the NLB each AZ has its own address; a name on one of them dies with its zone."""
+    import yaml
+
+    from synth.core import synthesize
+    from tests.conftest import REPO
+
+    values = yaml.safe_load((REPO / "stacks" / "Pulumi.prod.yaml").read_text())
+    values["config"]["platform:dns"] = {"domain": "prod.example.org", "hostedZoneId": "Z0123456789"}
+    path = tmp_path / "Pulumi.prod.yaml"
+    path.write_text(yaml.safe_dump(values))
+    result = synthesize("prod", path)
+    eips = {e.name: e for e in result.of_type("aws:ec2/eip:Eip") if "-lb-eip-" in e.name}
+    assert len(eips) == 3
+    records = result.of_type("aws:route53/record:Record")
+    assert {r.inputs["name"] for r in records} >= {"argocd.prod.example.org", "*.prod.example.org"}
+    for record in records:
+        assert len(record.inputs["records"]) == 3 and len(set(record.inputs["records"])) == 3
