@@ -13,7 +13,8 @@ help:
 	@echo "make synth [STACK=dev|prod|local]  offline synth into build/synth/<stack>/"
 	@echo "make synth-all                      synth every stack in stacks/"
 	@echo "make test                           the whole test suite"
-	@echo "make policy [PATHS=...]             guardrail checker over YAML files or folders"
+	@echo "make policy                         guardrails over every app as Argo CD renders it, per stack"
+	@echo "make policy PATHS=...               guardrail checker over YAML files or folders as written"
 	@echo "make cost [STACK=dev]               monthly cost estimate of a stack"
 	@echo "make e2e-tools                      build the Pulumi CLI, providers and control plane (Go)"
 	@echo "make e2e                            real pulumi up/refresh/destroy of the local stack (root)"
@@ -41,9 +42,10 @@ $(CRD_MODELS): tests/crd-models/package-lock.json
 test: venv $(CRD_MODELS)
 	$(PY) -m pytest -q -n 2
 
-PATHS ?= argocd-apps
+# Without PATHS, each stack's apps are built as Argo CD builds them (overlay, environment patches,
+# the restricted Namespace): raw overlay folders hold partial objects and stand-in hosts.
 policy: venv
-	$(PY) -m policy.check $(PATHS)
+	$(if $(PATHS),$(PY) -m policy.check $(PATHS),$(PY) -m synth.apps)
 
 cost: venv
 	$(PY) -m cost --stack $(STACK)

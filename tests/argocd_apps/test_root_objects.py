@@ -59,7 +59,7 @@ def test_cluster_secret_metadata():
             "platform_cluster_issuer": "letsencrypt-production",
             "platform_secret_store": "vault",
             "platform_vault_addr": "https://vault.vault.svc:8200",
-            "platform_repo_url": "https://github.com/example-org/gitops-platform.git",
+            "platform_repo_url": facts.repo_url,
             "platform_repo_revision": "main",
             "platform_repo_path": "argocd-apps",
         },
@@ -149,7 +149,9 @@ def test_projects_permit_what_their_apps_deploy_and_nothing_of_the_platform(depl
     for app, objects in deployed[stack]:
         project = projects[app.application["spec"]["project"]]
         assert _permits(project, app.namespace), f"{app.name} -> {app.namespace}"
-        assert {o["metadata"].get("namespace") for o in objects} == {app.namespace}, app.name
+        # The Namespace is the one the Application creates (managedNamespaceMetadata).
+        placed = {o["metadata"].get("namespace") or o["metadata"]["name"] for o in objects}
+        assert placed == {app.namespace}, app.name
     apps = projects[gitops.APPS_PROJECT]
     for namespace in ("kube-system", "argocd", "vault", "cert-manager", "cattle-system"):
         assert not _permits(apps, namespace)

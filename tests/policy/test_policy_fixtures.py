@@ -21,6 +21,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CASES = sorted(FIXTURES.glob("*/*/*.yaml"))
 UNCOVERED_UPSTREAM = (
     "graceful-shutdown",
+    "pod-security-restricted",
+    "read-only-root-filesystem",
     "aws-imdsv2-required",
     "aws-ebs-encrypted",
     "aws-no-public-ssh",

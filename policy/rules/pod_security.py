@@ -1,0 +1,169 @@
+"""Pod Security "restricted", checked where a namespace in the set enforces it.
+
+The API server refuses, at admission, any pod that breaks the profile its namespace enforces
+(label `pod-security.kubernetes.io/enforce`). A Deployment is still admitted and only its pods are
+refused, so the failure shows up as a ReplicaSet event after the sync, not as a sync error. These
+rules judge the pod templates before that: the checks of the "restricted" profile
+(kubernetes.io/docs/concepts/security/pod-security-standards), plus a read-only root filesystem,
+which the platform asks of every app although the profile does not.
+
+Namespaces come from the set: Argo CD creates each app's namespace with the label (the rendered
+apps carry that Namespace), and a Namespace object in the YAML counts the same way. Pods in other
+namespaces are out of scope: the profile is what the namespace enforces, not what a rule assumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from policy.model import UNKNOWN, Inventory, Item, as_dict, as_list, dig
+from policy.rules.base import Enforcement, Params, Rule, Scope, StackInfo, Violation
+from policy.rules.kubernetes import POD_KINDS, containers, pod_spec
+
+ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
+RESTRICTED = "restricted"
+ALLOWED_VOLUMES = frozenset(
+    {
+        "configMap",
+        "csi",
+        "downwardAPI",
+        "emptyDir",
+        "ephemeral",
+        "persistentVolumeClaim",
+        "projected",
+        "secret",
+    }
+)
+SECCOMP_TYPES = ("RuntimeDefault", "Localhost")
+SAFE_SYSCTLS = frozenset(
+    {
+        "kernel.shm_rmid_forced",
+        "net.ipv4.ip_local_port_range",
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.ipv4.tcp_syncookies",
+        "net.ipv4.ping_group_range",
+        "net.ipv4.ip_local_reserved_ports",
+        "net.ipv4.tcp_keepalive_time",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_keepalive_intvl",
+        "net.ipv4.tcp_keepalive_probes",
+    }
+)
+
+
+def restricted_namespaces(inv: Inventory) -> set[str]:
+    return {
+        dig(ns.props, "metadata", "name")
+        for ns in inv.of("Namespace")
+        if dig(ns.props, "metadata", "labels", ENFORCE_LABEL) == RESTRICTED
+    }
+
+
+def _restricted_pods(inv: Inventory) -> Iterator[Item]:
+    namespaces = restricted_namespaces(inv)
+    if namespaces:
+        yield from (item for item in inv.of(*POD_KINDS) if item.namespace in namespaces)
+
+
+def _pod_problems(spec: Mapping[str, Any]) -> Iterator[str]:
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(field) is True:
+            yield f"{field}: true (set it false or remove it)"
+    for volume in as_list(spec.get("volumes")):
+        kinds = set(as_dict(volume)) - {"name"}
+        if kinds and not kinds & ALLOWED_VOLUMES:
+            yield f"volume {dig(volume, 'name')} is {', '.join(sorted(kinds))} (use emptyDir, a "
+            "ConfigMap, a Secret or a PersistentVolumeClaim)"
+    for sysctl in as_list(dig(spec, "securityContext", "sysctls")):
+        if dig(sysctl, "name") not in SAFE_SYSCTLS:
+            yield f"sysctl {dig(sysctl, 'name')} is not in the safe set"
+
+
+def _container_problems(
+    name: str, container: Mapping[str, Any], pod: Mapping[str, Any]
+) -> Iterator[str]:
+    context = as_dict(container.get("securityContext"))
+
+    def effective(field: str) -> Any:
+        value = context.get(field)
+        return pod.get(field) if value is None else value
+
+    if context.get("privileged") is True:
+        yield f"container {name}: privileged: true"
+    if context.get("allowPrivilegeEscalation") is not False:
+        yield f"container {name}: securityContext.allowPrivilegeEscalation must be false"
+    capabilities = as_dict(context.get("capabilities"))
+    if "ALL" not in as_list(capabilities.get("drop")):
+        yield f"container {name}: securityContext.capabilities.drop must list ALL"
+    added = [c for c in as_list(capabilities.get("add")) if c != "NET_BIND_SERVICE"]
+    if added:
+        yield f"container {name}: capabilities.add may hold only NET_BIND_SERVICE, not {added}"
+    if effective("runAsNonRoot") is not True:
+        yield f"container {name}: runAsNonRoot: true is set neither on it nor on the pod"
+    if effective("runAsUser") == 0:
+        yield f"container {name}: runAsUser: 0 runs as root"
+    seccomp = dig(context, "seccompProfile", "type") or dig(pod, "seccompProfile", "type")
+    if seccomp not in SECCOMP_TYPES:
+        yield (
+            f"container {name}: seccompProfile.type must be RuntimeDefault or Localhost "
+            "(on the pod or the container)"
+        )
+    if context.get("procMount") not in (None, "Default"):
+        yield f"container {name}: procMount must be Default"
+    for port in as_list(container.get("ports")):
+        if dig(port, "hostPort"):
+            yield f"container {name}: hostPort {dig(port, 'hostPort')}"
+
+
+def check_pod_security(inv: Inventory, _: Params, __: StackInfo) -> Iterator[Violation]:
+    for item in _restricted_pods(inv):
+        spec = pod_spec(item)
+        if spec is UNKNOWN:
+            continue
+        pod = as_dict(spec.get("securityContext"))
+        problems = list(_pod_problems(spec))
+        for name, container in containers(spec, init=True, ephemeral=True):
+            problems += _container_problems(name, container, pod)
+        if problems:
+            yield Violation(
+                item,
+                f"namespace {item.namespace} enforces Pod Security restricted and would refuse "
+                f"its pods: {'; '.join(problems)}",
+            )
+
+
+def check_read_only_root(inv: Inventory, _: Params, __: StackInfo) -> Iterator[Violation]:
+    for item in _restricted_pods(inv):
+        for name, container in containers(pod_spec(item), init=True):
+            if dig(container, "securityContext", "readOnlyRootFilesystem") is not True:
+                yield Violation(
+                    item,
+                    f"container {name} can write to its root filesystem: a compromised process "
+                    "can replace the binaries it runs",
+                )
+
+
+RULES = (
+    Rule(
+        id="pod-security-restricted",
+        description="Pods in namespaces that enforce Pod Security restricted meet the profile.",
+        enforcement=Enforcement.MANDATORY,
+        remediation="Set on the pod securityContext runAsNonRoot: true and seccompProfile: "
+        "{type: RuntimeDefault}, and on every container allowPrivilegeEscalation: false and "
+        "capabilities: {drop: [ALL]}; no host namespaces, host ports, hostPath volumes or "
+        "privileged containers.",
+        check=check_pod_security,
+        scope=Scope.STACK,
+    ),
+    Rule(
+        id="read-only-root-filesystem",
+        description="Containers in restricted namespaces (the apps') keep a read-only root "
+        "filesystem.",
+        enforcement=Enforcement.MANDATORY,
+        remediation="Set securityContext.readOnlyRootFilesystem: true on every container and "
+        "mount an emptyDir where the app writes (/tmp, caches).",
+        check=check_read_only_root,
+        scope=Scope.STACK,
+    ),
+)
