@@ -7,12 +7,13 @@ PY     := $(VENV)/bin/python
 STACK  ?= dev
 OUT    ?= build/synth/$(STACK)
 
-.PHONY: help venv synth synth-all test policy cost e2e-tools e2e clean
+.PHONY: help venv synth synth-all test test-data policy cost e2e-tools e2e clean
 
 help:
 	@echo "make synth [STACK=dev|prod|local]  offline synth into build/synth/<stack>/"
 	@echo "make synth-all                      synth every stack in stacks/"
 	@echo "make test                           the whole test suite"
+	@echo "make test-data                      upstream CRDs, chart schemas, checker fixtures some tests read"
 	@echo "make policy                         guardrails over every app as Argo CD renders it, per stack"
 	@echo "make policy PATHS=...               guardrail checker over YAML files or folders as written"
 	@echo "make cost [STACK=dev]               monthly cost estimate of a stack"
@@ -41,6 +42,10 @@ $(CRD_MODELS): tests/crd-models/package-lock.json
 
 test: venv $(CRD_MODELS)
 	$(PY) -m pytest -q -n 2
+
+# Pinned by URL and sha256 in tests/testdata.json; ../shared/ serves as the offline mirror.
+test-data: venv
+	$(PY) -m tests.testdata
 
 # Without PATHS, each stack's apps are built as Argo CD builds them (overlay, environment patches,
 # the restricted Namespace): raw overlay folders hold partial objects and stand-in hosts.

@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from components.vault.bootstrap import WaitTimeout, wait_until
+from tests import testdata
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
 STACKS = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
 SERVER_START_TIMEOUT = 20.0
 SERVER_STOP_TIMEOUT = 10.0
@@ -39,13 +39,16 @@ def require_tool(name: str) -> str:
     pytest.skip(f"{name} is not installed (apt-get install {name}); CI runs this test")
 
 
-def require_shared(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(
-            f"{path} is absent: the shared reference folder only exists beside the project in CI"
-        )
-    return path
+def require_data(*parts: str) -> Path:
+    """An upstream file or folder the tests read (tests/testdata.py): from the cache, else from
+    the ../shared/ mirror; skip with the command that fetches it, unless CI demands everything."""
+    path = testdata.located(*parts)
+    if path is not None:
+        return path
+    reason = testdata.missing_reason(*parts)
+    if os.environ.get("REQUIRE_ALL_TOOLS") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Strict validation of custom resources against the pinned upstream CRDs in ../shared/crds.
+"""Strict validation of custom resources against the pinned upstream CRDs (tests/testdata.py).
 
 Strict as the API server with field validation Strict (shared/crds/README.md): every object
 schema that lists properties and does not preserve unknown fields gets additionalProperties:
@@ -16,7 +16,7 @@ import yaml
 from jsonschema import Draft4Validator
 
 from components import versions
-from tests.conftest import require_shared
+from tests.conftest import require_data
 
 CRD_FOLDERS = {
     "argoproj.io": Path("argo-cd", versions.ARGO_CD.app_version),
@@ -61,7 +61,7 @@ def crd_validator(api_version: str, kind: str) -> Draft4Validator | None:
     group, _, version = api_version.rpartition("/")
     if group not in CRD_FOLDERS:
         pytest.fail(f"no pinned CRD folder for API group {group}")
-    folder = require_shared("crds", *CRD_FOLDERS[group].parts)
+    folder = require_data("crds", *CRD_FOLDERS[group].parts)
     # Files are named after their kind; trying those first spares parsing the others.
     for path in sorted(folder.glob("*.yaml"), key=lambda p: (kind.lower() not in p.name, p.name)):
         crd = _crd_documents(path)

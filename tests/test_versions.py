@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from components import config, versions
-from tests.conftest import REPO, require_shared
+from tests.conftest import REPO, require_data
 
 
 def test_k3s_is_within_every_chart_range():
@@ -51,14 +51,14 @@ def test_config_follows_rancher_range(version, ok):
 # cert-manager's and OpenBao's copies come from development branches (version 0.0.0 or ahead).
 @pytest.mark.parametrize("name", ["vault", "argo-cd"])
 def test_pins_match_the_upstream_chart_metadata(name):
-    chart = yaml.safe_load(require_shared("chart-schemas", name, "Chart.yaml").read_text())
+    chart = yaml.safe_load(require_data("chart-schemas", name, "Chart.yaml").read_text())
     pin = versions.CHARTS[name]
     assert chart["version"].lstrip("v") == pin.version.lstrip("v")
     assert chart["appVersion"].lstrip("v") == pin.app_version.lstrip("v")
 
 
 def test_rancher_upstream_allows_our_kubernetes():
-    text = require_shared("chart-schemas", "rancher", "Chart.yaml").read_text()
+    text = require_data("chart-schemas", "rancher", "Chart.yaml").read_text()
     match = re.search(r"^kubeVersion: < (\d+\.\d+)\.\d+-0$", text, re.MULTILINE)
     assert match, "Rancher's Chart.yaml states an upper kubeVersion bound"
     assert versions.minor_tuple(versions.kubernetes_minor()) < versions.minor_tuple(match[1])

@@ -20,7 +20,6 @@ from synth.core import load_stack_config
 from tests.conftest import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
 GITOPS_PATH = "argocd-apps"
 STACKS = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
 KUBE_VERSION = f"{versions.kubernetes_minor()}.0"

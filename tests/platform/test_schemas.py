@@ -1,4 +1,4 @@
-"""Generated chart values and custom resources against the upstream schemas in ../shared."""
+"""Generated chart values and custom resources against the upstream schemas (tests/testdata.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.conftest import require_shared
+from tests.conftest import require_data
 from tests.crd import CRD_FOLDERS, crd_errors
 from tests.platform.conftest import unwrap
 
@@ -47,7 +47,7 @@ def test_strict_check_rejects_unknown_fields(platforms):
 
 
 def chart_schema(chart: str) -> dict[str, Any]:
-    return json.loads(require_shared("chart-schemas", chart, "values.schema.json").read_text())
+    return json.loads(require_data("chart-schemas", chart, "values.schema.json").read_text())
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod", "local"])

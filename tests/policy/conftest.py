@@ -6,17 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require_data
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED = REPO_ROOT / ".." / "shared"
 
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    """The upstream checkers' fixtures; forks of the repository don't have them."""
-    path = SHARED / "policy-corpus"
-    if not (path / "INDEX.json").is_file():
-        pytest.skip(
-            f"upstream policy corpus not present at {path.resolve()} (shared/ is not part "
-            "of the repository)"
-        )
-    return path
+    """The upstream checkers' fixtures with their index (tests/testdata.py)."""
+    return require_data("policy-corpus", "INDEX.json").parent

@@ -25,7 +25,7 @@ from components.k3s.traefik import (
     render_manifest,
     traefik_helm_chart_config,
 )
-from tests.conftest import require_shared
+from tests.conftest import require_data
 from tests.crd import crd_validator as strict_crd_validator
 
 CONFIGS = {
@@ -48,9 +48,7 @@ def crd_validator() -> jsonschema.Validator:
 
 @pytest.fixture(scope="module")
 def values_validator() -> jsonschema.Validator:
-    schema = json.loads(
-        require_shared("chart-schemas", "traefik", "values.schema.json").read_text()
-    )
+    schema = json.loads(require_data("chart-schemas", "traefik", "values.schema.json").read_text())
     return jsonschema.validators.validator_for(schema)(schema)
 
 
