@@ -17,6 +17,8 @@ from synth.__main__ import main as synth_main
 from tests.conftest import REPO, STACKS
 
 DEV = REPO / "stacks" / "Pulumi.dev.yaml"
+OWN_ACCOUNT = "000011112222"
+"""An account no shipped stack names."""
 
 
 def _stack_file(folder: Path, stack: str, **changes) -> Path:
@@ -42,37 +44,39 @@ def test_the_shipped_stacks_pass(stack):
 
 
 def test_a_copied_stack_file_names_each_thing_to_do(tmp_path):
-    path = _stack_file(tmp_path, "staging")
-    lines = _issues("staging", path)
+    path = _stack_file(tmp_path, "perf")
+    lines = _issues("perf", path)
     # The overlays checked are those of the environment the file names: dev's exist.
     name, registry = lines
     assert name.startswith(f"{path}:") and "platform:environment: dev in the stack file" in name
-    assert name.endswith("set platform:environment: staging")
+    assert name.endswith("set platform:environment: perf")
     assert "ECR repository hello is also created by stack dev" in registry
-    assert "add staging to platform:registry.environments of dev" in registry
+    assert "add perf to platform:registry.environments of dev" in registry
 
 
 def test_a_missing_overlay_names_the_app_and_the_path_to_create(tmp_path):
     path = _stack_file(
         tmp_path,
-        "staging",
-        **{"platform:environment": "staging", "aws:allowedAccountIds": ["777788889999"]},
+        "perf",
+        **{"platform:environment": "perf", "aws:allowedAccountIds": [OWN_ACCOUNT]},
     )
-    assert [line.split(": ", 2)[2] for line in _issues("staging", path)] == [
-        "app hello has no overlay for staging, so Argo CD would not deploy it: create "
-        "argocd-apps/apps/hello/overlays/staging/kustomization.yaml (copy overlays/dev and patch "
+    apps = sorted(p.name for p in (REPO / "argocd-apps" / gitops.APPS_DIR).iterdir() if p.is_dir())
+    assert [line.split(": ", 2)[2] for line in _issues("perf", path)] == [
+        f"app {app} has no overlay for perf, so Argo CD would not deploy it: create "
+        f"argocd-apps/apps/{app}/overlays/perf/kustomization.yaml (copy overlays/dev and patch "
         "what differs)"
+        for app in apps
     ]
 
 
 def test_every_app_of_the_tree_is_checked(tmp_path):
     shutil.copytree(REPO / "argocd-apps", tmp_path / "argocd-apps")
     apps = tmp_path / "argocd-apps" / gitops.APPS_DIR
-    shutil.copytree(apps / "hello", apps / "shop")
-    shutil.rmtree(apps / "shop" / gitops.OVERLAYS_DIR / "prod")
+    shutil.copytree(apps / "hello", apps / "zz-copied")
+    shutil.rmtree(apps / "zz-copied" / gitops.OVERLAYS_DIR / "prod")
     cfg = from_stack_file(load(REPO / "stacks" / "Pulumi.prod.yaml"))
     (issue,) = environments.overlay_issues(cfg, tmp_path)
-    assert "app shop has no overlay for prod" in issue.message
+    assert "app zz-copied has no overlay for prod" in issue.message
     assert environments.overlay_issues(cfg, tmp_path / "elsewhere") == [], (
         "apps kept in another repository cannot be checked from this tree"
     )
@@ -81,11 +85,11 @@ def test_every_app_of_the_tree_is_checked(tmp_path):
 def test_stacks_in_different_accounts_may_each_own_a_repository(tmp_path):
     path = _stack_file(
         tmp_path,
-        "staging",
-        **{"platform:environment": "staging", "aws:allowedAccountIds": ["777788889999"]},
+        "perf",
+        **{"platform:environment": "perf", "aws:allowedAccountIds": [OWN_ACCOUNT]},
     )
     file = load(path)
-    assert environments.account_issues("staging", file, from_stack_file(file)) == []
+    assert environments.account_issues("perf", file, from_stack_file(file)) == []
     shared = _stack_file(
         tmp_path,
         "qa",
@@ -97,7 +101,7 @@ def test_stacks_in_different_accounts_may_each_own_a_repository(tmp_path):
 
 
 def test_the_synth_prints_one_line_per_problem_and_writes_nothing(tmp_path, capsys):
-    path = _stack_file(tmp_path, "staging")
+    path = _stack_file(tmp_path, "perf")
     out = tmp_path / "out"
     assert synth_main(["--stack-file", str(path), "--out", str(out)]) == 2
     err = capsys.readouterr().err.splitlines()
@@ -115,10 +119,14 @@ def test_an_example_file_is_not_held_to_a_stack_name(tmp_path):
 def test_the_ci_matrix_is_every_aws_stack_with_its_region_production_last(tmp_path):
     for path in environments.stack_files().values():
         shutil.copy(path, tmp_path / path.name)
-    _stack_file(tmp_path, "staging", **{"aws:region": "eu-west-1"})
+    _stack_file(tmp_path, "perf", **{"aws:region": "eu-west-1"})
     rows = environments.matrix(tmp_path)["include"]
-    assert rows == [
-        {"stack": "dev", "region": "us-east-1"},
-        {"stack": "staging", "region": "eu-west-1"},
-        {"stack": "prod", "region": "us-east-1"},
-    ]
+    aws = {
+        stack: from_stack_file(load(path))
+        for stack, path in environments.stack_files(tmp_path).items()
+    }
+    aws = {stack: cfg for stack, cfg in aws.items() if cfg.aws_region}
+    assert sorted(r["stack"] for r in rows) == sorted(aws)
+    assert {"stack": "perf", "region": "eu-west-1"} in rows
+    production = [aws[r["stack"]].production for r in rows]
+    assert production == sorted(production), "production stacks come last"
