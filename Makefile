@@ -21,9 +21,10 @@ help:
 	@echo "make e2e                            real pulumi up/refresh/destroy of the local stack (root)"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+	@echo "venv: installing the pinned dependencies into $(VENV) (first run: about a minute)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install --progress-bar on -r requirements-dev.txt
 	touch $@
 
 venv: $(VENV)/.installed

@@ -12,7 +12,7 @@ from pathlib import Path
 from components.config import ConfigError, from_stack_file
 from policy.rules import RULES_BY_ID, Enforcement
 from synth import environments
-from synth.core import REPO, read_stack_file, stack_name, synthesize, write
+from synth.core import REPO, read_stack_file, resource_counts, stack_name, synthesize, write
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(f"synth: {line}" for line in exc.lines()), file=sys.stderr)
         return 2
     findings = write(result, out)
+    resources, components = resource_counts(result)
     print(
-        f"synth: {args.stack}: {len(result.registrations)} resources -> {out} "
+        f"synth: {args.stack}: {resources} resources in {components} components -> {out} "
         f"({time.monotonic() - start:.1f}s)"
     )
     # The synth is the gate: what the policy pack would block in `pulumi preview` fails here.

@@ -202,18 +202,84 @@ def helm_releases(result: SynthResult) -> list[tuple[dict, dict]]:
     return sorted(found, key=lambda pair: pair[0]["name"])
 
 
+PROVIDER_COLOURS = {
+    "aws": "#ffd8a8",
+    "kubernetes": "#c5dcff",
+    "tls": "#c8f0c8",
+    "random": "#f0e0ff",
+    "pulumi-python": "#e8d0f8",
+    "pulumi": "#e0e0e0",
+}
+"""Fill colour of a resource by the package of its type (`aws:...`); other packages are white."""
+
+
+def resource_counts(result: SynthResult) -> tuple[int, int]:
+    """(resources, components): what the stack creates, and the ComponentResources grouping it.
+    The CLI, summary.txt and graph.svg all say these two numbers."""
+    custom = sum(r.custom for r in result.registrations)
+    return custom, len(result.registrations) - custom
+
+
+def _label(reg: Registration, parent: Registration | None) -> str:
+    """The name without its component's prefix, and the type's last part (Instance, Secret)."""
+    name = reg.name
+    if parent is not None and name.startswith(f"{parent.name}-"):
+        name = name[len(parent.name) + 1 :]
+    return f"{name}\\n{reg.type.rsplit(':', 1)[-1]}"
+
+
 def _dot(result: SynthResult) -> str:
-    ids = {r.urn: f"n{i}" for i, r in enumerate(result.registrations)}
-    lines = ["digraph resources {", "  rankdir=LR;", "  node [shape=box, fontsize=10];"]
+    """The dependency graph, one cluster per ComponentResource (nested as the components are),
+    filled by provider package, with a legend and the counts in the title."""
+    regs = {r.urn: r for r in result.registrations}
+    ids = {urn: f"n{i}" for i, urn in enumerate(regs)}
+    children: dict[str | None, list[Registration]] = {}
     for reg in result.registrations:
-        shape = "box" if reg.custom else "folder"
-        lines.append(f'  {ids[reg.urn]} [label="{reg.name}\\n{reg.type}", shape={shape}];')
+        children.setdefault(reg.parent if reg.parent in regs else None, []).append(reg)
+    resources, components = resource_counts(result)
+    lines = [
+        "digraph resources {",
+        "  rankdir=LR; compound=true; newrank=true; ranksep=0.6;",
+        f'  label="{result.project}/{result.stack}: {resources} resources in {components} '
+        'components"; labelloc=t; fontsize=20; fontname=Helvetica;',
+        '  node [shape=box, style="rounded,filled", fillcolor=white, fontsize=10, '
+        "fontname=Helvetica];",
+    ]
+
+    def emit(parent: Registration | None, indent: str) -> None:
+        for reg in children.get(parent.urn if parent else None, []):
+            if reg.custom:
+                colour = PROVIDER_COLOURS.get(reg.type.split(":", 1)[0], "white")
+                lines.append(
+                    f'{indent}{ids[reg.urn]} [label="{_label(reg, parent)}", fillcolor="{colour}"];'
+                )
+                continue
+            lines.append(f"{indent}subgraph cluster_{ids[reg.urn]} {{")
+            lines.append(
+                f'{indent}  label="{reg.name}\\n{reg.type.rsplit(":", 1)[-1]}"; '
+                'style="rounded"; fontsize=12; fontname=Helvetica;'
+            )
+            emit(reg, indent + "  ")
+            lines.append(f"{indent}}}")
+
+    emit(None, "  ")
+    lines.append('  subgraph cluster_legend { label="provider"; style="rounded"; fontsize=12;')
+    used = sorted({r.type.split(":", 1)[0] for r in result.registrations if r.custom})
+    lines += [
+        f'    legend_{i} [label="{package}", fillcolor="{PROVIDER_COLOURS.get(package, "white")}"];'
+        for i, package in enumerate(used)
+    ]
+    lines.append("  }")
     for reg in result.registrations:
-        if reg.parent in ids:
-            lines.append(f"  {ids[reg.parent]} -> {ids[reg.urn]} [style=dashed, arrowhead=none];")
         for dep in reg.depends_on:
-            if dep in ids:
-                lines.append(f"  {ids[dep]} -> {ids[reg.urn]};")
+            # Every Kubernetes object depends on its provider; those edges would hide the rest.
+            if (
+                dep in ids
+                and reg.custom
+                and regs[dep].custom
+                and not regs[dep].type.startswith("pulumi:providers:")
+            ):
+                lines.append(f"  {ids[dep]} -> {ids[reg.urn]} [color=gray40, arrowsize=0.6];")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -331,8 +397,11 @@ def summary(result: SynthResult) -> str:
         if reg.custom:
             counts = groups.setdefault(owner(reg), {})
             counts[reg.type] = counts.get(reg.type, 0) + 1
-    total = sum(c for g in groups.values() for c in g.values())
-    lines = [f"{result.project}/{result.stack}: {total} resources in {len(groups)} groups"]
+    resources, components = resource_counts(result)
+    lines = [
+        f"{result.project}/{result.stack}: {resources} resources in {components} components, "
+        f"{len(groups)} groups"
+    ]
     for group in sorted(groups):
         lines.append(f"\n{group}")
         lines += [f"  {count:3d}  {typ}" for typ, count in sorted(groups[group].items())]
