@@ -4,8 +4,9 @@ The API server refuses, at admission, any pod that breaks the profile its namesp
 (label `pod-security.kubernetes.io/enforce`). A Deployment is still admitted and only its pods are
 refused, so the failure shows up as a ReplicaSet event after the sync, not as a sync error. These
 rules judge the pod templates before that: the checks of the "restricted" profile
-(kubernetes.io/docs/concepts/security/pod-security-standards), plus a read-only root filesystem,
-which the platform asks of every app although the profile does not.
+(kubernetes.io/docs/concepts/security/pod-security-standards), plus what the platform asks of
+every app although the profile does not: a read-only root filesystem, and egress that cannot
+reach the instance metadata service.
 
 Namespaces come from the set: Argo CD creates each app's namespace with the label (the rendered
 apps carry that Namespace), and a Namespace object in the YAML counts the same way. Pods in other
@@ -14,12 +15,13 @@ namespaces are out of scope: the profile is what the namespace enforces, not wha
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from policy.model import UNKNOWN, Inventory, Item, as_dict, as_list, dig
 from policy.rules.base import Enforcement, Params, Rule, Scope, StackInfo, Violation
-from policy.rules.kubernetes import POD_KINDS, containers, pod_spec
+from policy.rules.kubernetes import POD_KINDS, containers, pod_labels, pod_spec, selector_matches
 
 ENFORCE_LABEL = "pod-security.kubernetes.io/enforce"
 RESTRICTED = "restricted"
@@ -36,6 +38,8 @@ ALLOWED_VOLUMES = frozenset(
     }
 )
 SECCOMP_TYPES = ("RuntimeDefault", "Localhost")
+METADATA_ADDRESS = ipaddress.ip_address("169.254.169.254")
+"""EC2's instance metadata service: with hop limit 2 a pod reaches it and the node role's keys."""
 SAFE_SYSCTLS = frozenset(
     {
         "kernel.shm_rmid_forced",
@@ -144,6 +148,61 @@ def check_read_only_root(inv: Inventory, _: Params, __: StackInfo) -> Iterator[V
                 )
 
 
+def _reaches_metadata(rule: Mapping[str, Any]) -> str | None:
+    """Why an egress rule lets pods reach the metadata address, or None."""
+    peers = as_list(rule.get("to"))
+    if not peers:
+        return "an egress rule without `to` allows every address"
+    for peer in peers:
+        block = as_dict(dig(peer, "ipBlock"))
+        try:
+            cidr = ipaddress.ip_network(str(block.get("cidr")), strict=False)
+        except ValueError:
+            continue
+        if METADATA_ADDRESS not in cidr:
+            continue
+        excepted = []
+        for text in as_list(block.get("except")):
+            try:
+                excepted.append(ipaddress.ip_network(str(text), strict=False))
+            except ValueError:
+                continue
+        if not any(METADATA_ADDRESS in net for net in excepted):
+            return f"ipBlock {cidr} does not except 169.254.169.254/32"
+    return None
+
+
+def check_metadata_blocked(inv: Inventory, _: Params, __: StackInfo) -> Iterator[Violation]:
+    egress = [
+        p
+        for p in inv.of("NetworkPolicy")
+        if "Egress" in as_list(dig(p.props, "spec", "policyTypes"))
+    ]
+    for item in _restricted_pods(inv):
+        labels = pod_labels(item)
+        selecting = [
+            p
+            for p in egress
+            if p.namespace == item.namespace
+            and selector_matches(dig(p.props, "spec", "podSelector"), labels)
+        ]
+        if not selecting:
+            yield Violation(
+                item,
+                "no NetworkPolicy limits its egress, so its pods can fetch the node role's AWS "
+                "credentials from 169.254.169.254",
+            )
+        for policy in selecting:
+            for rule in as_list(dig(policy.props, "spec", "egress")):
+                why = _reaches_metadata(as_dict(rule))
+                if why:
+                    yield Violation(
+                        item,
+                        f"NetworkPolicy {policy.object_name}: {why}, so its pods can fetch the "
+                        "node role's AWS credentials",
+                    )
+
+
 RULES = (
     Rule(
         id="pod-security-restricted",
@@ -164,6 +223,16 @@ RULES = (
         remediation="Set securityContext.readOnlyRootFilesystem: true on every container and "
         "mount an emptyDir where the app writes (/tmp, caches).",
         check=check_read_only_root,
+        scope=Scope.STACK,
+    ),
+    Rule(
+        id="metadata-address-blocked",
+        description="Pods in restricted namespaces (the apps') have egress NetworkPolicies that "
+        "exclude the instance metadata address.",
+        enforcement=Enforcement.MANDATORY,
+        remediation="Select the pods with a NetworkPolicy of policyTypes [Egress] whose ipBlocks "
+        "list except: [169.254.169.254/32] (argocd-apps/apps/hello/base/networkpolicy.yaml).",
+        check=check_metadata_blocked,
         scope=Scope.STACK,
     ),
 )

@@ -25,7 +25,8 @@ def sync_wave(obj: dict) -> int:
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_app_passes_the_guardrails_as_argo_cd_renders_it(deployed, stack):
-    """Replicas, spread, probes, drain, resources, Pod Security restricted, unique hosts...: the
+    """Replicas, spread, probes, drain, resources, Pod Security restricted, the metadata address
+    blocked, unique hosts...: the
     checker `make policy` runs (synth/apps.py), so a finding there is a failure here and back."""
     failures = [
         f"{f.rule}: {f.object} ({f.source}): {f.message}"
@@ -115,22 +116,3 @@ def test_nodelocaldns_serves_the_k3s_cluster_dns_address(deployed):
     assert container["args"][:2] == ["-localip", "169.254.20.10,10.43.0.10"]
     assert "bind 169.254.20.10 10.43.0.10" in configmap["data"]["Corefile"]
     assert daemonset["metadata"]["namespace"] == gitops.EXTRAS_NAMESPACE
-
-
-def test_apps_cannot_reach_the_instance_metadata_service(deployed):
-    # Extras run in kube-system with host networking, where NetworkPolicy does not apply.
-    for stack, apps in deployed.items():
-        for app, objects in apps:
-            if f"/{gitops.EXTRAS_DIR}/" in f"/{app.path}/":
-                continue
-            policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
-            egress = [p for p in policies if "Egress" in p["spec"].get("policyTypes", [])]
-            assert egress, f"{stack}/{app.name}: no egress policy"
-            blocks = [
-                to["ipBlock"]
-                for p in egress
-                for rule in p["spec"].get("egress", [])
-                for to in rule.get("to", [])
-                if "ipBlock" in to
-            ]
-            assert blocks and all("169.254.169.254/32" in b.get("except", []) for b in blocks)

@@ -23,6 +23,7 @@ UNCOVERED_UPSTREAM = (
     "graceful-shutdown",
     "pod-security-restricted",
     "read-only-root-filesystem",
+    "metadata-address-blocked",
     "aws-imdsv2-required",
     "aws-ebs-encrypted",
     "aws-no-public-ssh",
