@@ -118,13 +118,13 @@ def account_issues(
 def check(stack: str, file: StackFile, cfg: PlatformConfig) -> None:
     """Raise `ConfigError`, located in the stack file, for what the environment implies elsewhere.
 
-    The name check applies to stack files named after a stack (`Pulumi.<stack>.yaml`); any other
-    file is an example checked on its own."""
+    The name and account checks apply to stack files named after a stack (`Pulumi.<stack>.yaml`),
+    which deploy beside the others; any other file is an example checked on its own."""
     named = file.path.name == f"Pulumi.{stack}.yaml"
     issues = [
         *(name_issues(stack, cfg) if named else []),
         *overlay_issues(cfg),
-        *account_issues(stack, file, cfg),
+        *(account_issues(stack, file, cfg) if named else []),
     ]
     if issues:
         raise file.located(ConfigError(issues))
