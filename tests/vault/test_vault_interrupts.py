@@ -68,9 +68,12 @@ def _child(conn: Any, props: dict[str, Any]) -> None:
         outs = VaultBootstrapProvider().create(props).outs
     except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    report(RETURNED)
-    conn.send(("outs", outs))
+    else:
+        report(RETURNED)
+        conn.send(("outs", outs))
+    # Leave at once, as a killed provider would: the forked copy of the test process has
+    # nothing of its own to clean up, and its interpreter teardown can stall on a loaded machine.
+    os._exit(0)
 
 
 @dataclass
@@ -107,7 +110,7 @@ def create_in_child(
                 return run
             parent.send("go")
     finally:
-        process.join(10)
+        process.join(30)
         assert process.exitcode is not None, "the child outlived its run"
 
 
