@@ -16,7 +16,7 @@ help:
 	@echo "make test-data                      upstream CRDs, chart schemas, checker fixtures some tests read"
 	@echo "make policy                         guardrails over every app as Argo CD renders it, per stack"
 	@echo "make policy PATHS=...               guardrail checker over YAML files or folders as written"
-	@echo "make cost [STACK=dev]               monthly cost estimate of a stack"
+	@echo "make cost [STACK=dev]               monthly cost estimate against the budget of a stack"
 	@echo "make e2e-tools                      build the Pulumi CLI, providers and control plane (Go)"
 	@echo "make e2e                            real pulumi up/refresh/destroy of the local stack (root)"
 

@@ -1,4 +1,5 @@
-"""`python -m cost --stack dev`: the monthly estimate of a stack, next to the same nodes on EKS."""
+"""`python -m cost --stack dev`: the monthly estimate of a stack, next to the same nodes on EKS,
+and its budget (`platform:monthlyBudgetUsd`); the exit status is 1 above the budget."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.markdown is not None:
             print(markdown(args.markdown or ["dev", "prod"]), end="")
             return 0
-        _, est, eks = stack_estimates(args.stack)
+        result, est, eks = stack_estimates(args.stack)
     except ConfigError as exc:
         print("\n".join(f"cost: {line}" for line in exc.lines()), file=sys.stderr)
         return 2
@@ -61,7 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(est.table())
     print(f"\nThe same node sizes on EKS with one NAT gateway per AZ: ${eks.total:,.2f}/month")
-    return 0
+    budget = result.config.monthly_budget_usd
+    if budget is None:
+        print("No budget set (platform:monthlyBudgetUsd).")
+        return 0
+    verdict = "within" if est.total <= budget else "OVER"
+    print(f"Budget (platform:monthlyBudgetUsd): ${budget:,.2f}/month: {verdict}")
+    return 0 if est.total <= budget else 1
 
 
 if __name__ == "__main__":

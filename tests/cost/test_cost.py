@@ -86,3 +86,21 @@ def test_eks_comparison_adds_control_plane_and_nat(synth_results):
 def test_docs_table_is_current():
     doc = (REPO / "docs" / "cost.md").read_text()
     assert markdown(["dev", "prod"]) in doc, "regenerate the table: python -m cost --markdown"
+
+
+def test_make_cost_shows_the_budget_and_fails_above_it(monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    import cost.__main__ as cli
+
+    result, est, eks = cli.stack_estimates("dev")
+    budget = result.config.monthly_budget_usd
+    shown = f"${budget:,.2f}/month: within" if budget is not None else "No budget set"
+    assert cli.main(["--stack", "dev"]) == 0
+    assert shown in capsys.readouterr().out
+    tight = result.config.model_copy(update={"monthly_budget_usd": 5.0})
+    monkeypatch.setattr(
+        cli, "stack_estimates", lambda _stack: (SimpleNamespace(config=tight), est, eks)
+    )
+    assert cli.main(["--stack", "dev"]) == 1
+    assert "$5.00/month: OVER" in capsys.readouterr().out
