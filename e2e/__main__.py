@@ -303,13 +303,12 @@ class Harness:
         """uid -> kind/namespace/name of every object of every listable kind."""
         kinds = self.kubectl("api-resources", "--verbs=list", "-o", "name").split()
         items = json.loads(self.kubectl("get", ",".join(kinds), "-A", "-o", "json"))["items"]
-        return {
-            i["metadata"][
-                "uid"
-            ]: f"{i['kind']}/{i['metadata'].get('namespace', '')}/{i['metadata']['name']}"
-            for i in items
-            if i["kind"] not in IGNORED_KINDS and "uid" in i["metadata"]
-        }
+        objects = {}
+        for item in items:
+            meta = item["metadata"]
+            if item["kind"] not in IGNORED_KINDS and "uid" in meta:
+                objects[meta["uid"]] = f"{item['kind']}/{meta.get('namespace', '')}/{meta['name']}"
+        return objects
 
     def kubectl(self, *args: str) -> str:
         return self.cluster.kubectl(*args)
@@ -477,14 +476,18 @@ class Harness:
             )
 
     def wait_for_cleanup(self) -> list[str]:
-        """Namespaces take a while to empty; wait (bounded) until nothing the stack made is left."""
-        deadline = time.monotonic() + NAMESPACE_GONE_TIMEOUT
-        left = self.new_objects()
-        while left and time.monotonic() < deadline:
-            say(f"  waiting for {len(left)} objects to be deleted (e.g. {left[0]})")
-            time.sleep(3)
-            left = self.new_objects()
-        return left
+        """Namespaces take a while to empty; wait (bounded) until nothing the stack made is left,
+        and return what still is."""
+        with contextlib.suppress(control_plane.ClusterError):
+            control_plane.wait_for(
+                "the stack's objects to be deleted",
+                lambda: not self.new_objects(),
+                NAMESPACE_GONE_TIMEOUT,
+                say,
+                # Each look lists every object of every kind: no need to ask more often.
+                interval=3,
+            )
+        return self.new_objects()
 
 
 def inside(args: argparse.Namespace) -> int:

@@ -58,9 +58,14 @@ class ClusterError(RuntimeError):
 
 
 def wait_for(
-    what: str, ready: Callable[[], bool], timeout: float, log: Callable[[str], None]
+    what: str,
+    ready: Callable[[], bool],
+    timeout: float,
+    log: Callable[[str], None],
+    interval: float = 0.2,
 ) -> None:
-    """Poll `ready` until it holds, saying every 5 s what it awaits; fail after `timeout`."""
+    """Poll `ready` every `interval` s until it holds, saying every 5 s what it awaits; fail after
+    `timeout`."""
     started = time.monotonic()
     last_note = started
     while not ready():
@@ -70,7 +75,7 @@ def wait_for(
         if now - last_note >= 5:
             log(f"  still waiting for {what} ({now - started:.0f} s)")
             last_note = now
-        time.sleep(0.2)
+        time.sleep(interval)
 
 
 def port_free(host: str, port: int) -> bool:
