@@ -411,11 +411,7 @@ def _chart_directory_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
     pins.append(versions.OPENBAO if cfg.services.secrets_server == "openbao" else versions.VAULT)
     if cfg.services.rancher_enabled(cfg.target):
         pins.append(versions.RANCHER)
-    missing = [
-        f"{p.chart}-{p.version}.tgz"
-        for p in pins
-        if not (folder / f"{p.chart}-{p.version}.tgz").is_file()
-    ]
+    missing = [p.archive for p in pins if not (folder / p.archive).is_file()]
     if missing:
         return [
             ConfigIssue(

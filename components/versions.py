@@ -26,6 +26,11 @@ class ChartPin:
     """Highest Kubernetes minor the chart supports."""
     app_version: str = ""
 
+    @property
+    def archive(self) -> str:
+        """The packaged chart's file name, as `helm pull` and `helm package` write it."""
+        return f"{self.chart}-{self.version}.tgz"
+
 
 K3S_VERSION = "v1.34.10+k3s1"
 """K3s release installed on every node (INSTALL_K3S_VERSION)."""

@@ -27,7 +27,7 @@ class ChartSource:
 
     def archive(self, pin: ChartPin) -> Path:
         assert self.directory is not None
-        return Path(self.directory).expanduser().resolve() / f"{pin.chart}-{pin.version}.tgz"
+        return Path(self.directory).expanduser().resolve() / pin.archive
 
     def release_args(self, pin: ChartPin) -> dict[str, Any]:
         if self.directory is None:
