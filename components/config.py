@@ -68,6 +68,19 @@ def _cidr(value: str) -> str:
     return str(net)
 
 
+RESERVED_DOMAINS = ("example.com", "example.net", "example.org")
+RESERVED_TLDS = ("example", "invalid", "localhost", "test")
+
+
+def reserved_domain(domain: str) -> bool:
+    """Whether `domain` is, or is under, a name RFC 2606 and RFC 6761 reserve for examples and
+    tests: no mail is delivered there and no public CA issues for it."""
+    name = domain.lower().rstrip(".")
+    return name.rpartition(".")[2] in RESERVED_TLDS or any(
+        name == d or name.endswith(f".{d}") for d in RESERVED_DOMAINS
+    )
+
+
 def instance_arch(instance_type: str) -> str | None:
     """`m7g.large` -> arm64 (Graviton families carry a `g` attribute), `t3.large` -> x86_64."""
     match = INSTANCE_TYPE_RE.match(instance_type)
@@ -217,6 +230,13 @@ class ClusterConfig(Section):
                 f"K3s {v} is Kubernetes {minor}; the pinned Rancher {versions.RANCHER.version} "
                 f"supports {low} to {high}"
             )
+        if v not in versions.K3S_BINARY_SHA256:
+            raise ValueError(
+                f"K3s {v} has no pinned binary checksums (nodes refuse unverified downloads); "
+                f"pinned: {', '.join(sorted(versions.K3S_BINARY_SHA256))}, or add the release's "
+                "sha256sum-amd64.txt and sha256sum-arm64.txt values to "
+                "components/versions.py K3S_BINARY_SHA256"
+            )
         return v
 
     @property
@@ -274,6 +294,13 @@ class TlsConfig(Section):
     def _check_email(cls, v: str | None) -> str | None:
         if v is not None and not EMAIL_RE.match(v):
             raise ValueError(f"{shown(v)} is not an e-mail address")
+        if v is not None and reserved_domain(v.rpartition("@")[2]):
+            # Let's Encrypt refuses to register an account with such a contact.
+            raise ValueError(
+                f"{shown(v)} is in a reserved domain (RFC 2606/6761: example.com/.net/.org, "
+                ".example, .invalid, .localhost, .test) that Let's Encrypt refuses; use a "
+                "mailbox of your own or leave acmeEmail out (the account needs no contact)"
+            )
         return v
 
 
@@ -438,10 +465,14 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
     if cfg.charts.directory is not None:
         issues += _chart_directory_issues(cfg)
 
-    if cfg.tls.lets_encrypt and not cfg.tls.acme_email:
+    # Every sslip.io name shares one registered domain, whose weekly certificate quota at Let's
+    # Encrypt is always used up.
+    if cfg.tls.lets_encrypt and cfg.acme_server == "production" and not cfg.dns.domain:
         add(
-            "tls.acmeEmail",
-            "required when platform:tls.letsEncrypt is true (Let's Encrypt contact)",
+            "dns.domain",
+            "required when a stack uses Let's Encrypt production: sslip.io names share one "
+            "exhausted certificate quota; set a domain of your own, or platform:tls.letsEncrypt: "
+            "false",
         )
     if cfg.dns.hosted_zone_id and not cfg.dns.domain:
         add("dns.hostedZoneId", "needs platform:dns.domain (the zone's domain name)")

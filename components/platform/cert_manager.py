@@ -62,7 +62,7 @@ class CertManagerArgs:
     acme_server: Literal["staging", "production"] = "staging"
     """Let's Encrypt directory; `PlatformConfig.acme_server` picks staging outside production."""
     acme_email: str | None = None
-    """ACME account contact; required with Let's Encrypt."""
+    """ACME account contact (expiry notices); the account needs none."""
     production: bool = False
     """Production stacks also get the production issuer."""
     zone: Route53Zone | None = None
@@ -73,8 +73,6 @@ class CertManagerArgs:
     def __post_init__(self) -> None:
         if self.acme_server not in ACME_DIRECTORIES:
             raise ValueError(f"acme_server {self.acme_server!r} must be staging or production")
-        if self.lets_encrypt and not self.acme_email:
-            raise ValueError("acme_email is required with Let's Encrypt (platform:tls.acmeEmail)")
 
     @property
     def issuer_name(self) -> str:
@@ -96,7 +94,7 @@ def release_values(args: CertManagerArgs) -> dict[str, Any]:
 
 
 def acme_cluster_issuer(
-    name: str, directory: str, email: str, zone: Route53Zone | None = None
+    name: str, directory: str, email: str | None, zone: Route53Zone | None = None
 ) -> dict[str, Any]:
     """A Let's Encrypt ClusterIssuer: DNS-01 for the zone's names (cert-manager picks the solver
     whose selector matches most specifically), HTTP-01 through Traefik for everything else."""
@@ -109,18 +107,18 @@ def acme_cluster_issuer(
             }
         )
     solvers.append({"http01": {"ingress": {"ingressClassName": INGRESS_CLASS}}})
+    acme: dict[str, Any] = {
+        "server": directory,
+        "privateKeySecretRef": {"name": f"{name}-account"},
+        "solvers": solvers,
+    }
+    if email:
+        acme["email"] = email
     return {
         "apiVersion": "cert-manager.io/v1",
         "kind": "ClusterIssuer",
         "metadata": {"name": name},
-        "spec": {
-            "acme": {
-                "server": directory,
-                "email": email,
-                "privateKeySecretRef": {"name": f"{name}-account"},
-                "solvers": solvers,
-            }
-        },
+        "spec": {"acme": acme},
     }
 
 
@@ -201,7 +199,6 @@ def issuer_manifests(args: CertManagerArgs) -> list[dict[str, Any]]:
     """The cluster issuers of a stack, in creation order; the last one is `args.issuer_name`."""
     if not args.lets_encrypt:
         return private_ca(LOCAL_CA_ISSUER, NAMESPACE, cluster_scoped=True)
-    assert args.acme_email is not None
     staging = acme_cluster_issuer(
         STAGING_ISSUER, ACME_DIRECTORIES["staging"], args.acme_email, args.zone
     )

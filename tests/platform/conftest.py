@@ -101,7 +101,6 @@ STACKS = {
         "platform:environment": "dev",
         "aws:region": "eu-west-1",
         "platform:cluster": {"apiAllowedCidrs": ["203.0.113.0/24"]},
-        "platform:tls": {"acmeEmail": "ops@example.com"},
         "platform:gitops": {"repoUrl": "https://github.com/example/platform.git"},
     },
     "prod": {
@@ -114,7 +113,6 @@ STACKS = {
         },
         "platform:cluster": {"servers": 3, "apiAllowedCidrs": ["203.0.113.0/24"]},
         "platform:dns": {"domain": "prod.example.com", "hostedZoneId": "Z0123456789ABC"},
-        "platform:tls": {"acmeEmail": "ops@example.com"},
         "platform:gitops": {"repoUrl": "https://github.com/example/platform.git"},
     },
     "local": {
