@@ -27,6 +27,9 @@ from typing import Any
 from components import versions
 from components.config import PlatformConfig
 
+# The apps project may not deploy into these; the guardrails judge every other one as an app's.
+from policy.rules.pod_security import PLATFORM_NAMESPACES
+
 ARGOCD_NAMESPACE = "argocd"
 IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
 IN_CLUSTER_NAME = "in-cluster"
@@ -34,6 +37,10 @@ APPS_PROJECT = "apps"
 EXTRAS_PROJECT = "platform-extras"
 EXTRAS_NAMESPACE = "kube-system"
 APPS_DIR = "apps"
+PROJECTS_DIR = "projects"
+APP_NAMESPACE_COMPONENT = "app-namespace"
+"""The kustomize Component under <path>/projects/ every app gets: the platform's part of each app
+namespace (its egress baseline), which the app's own folder cannot leave out."""
 OVERLAYS_DIR = "overlays"
 EXTRAS_DIR = "extras"
 EXTRA_APP_PREFIX = "extra-"
@@ -44,20 +51,6 @@ PRODUCTION_LABEL = "production"
 SYNC_WAVE = "argocd.argoproj.io/sync-wave"
 RESOURCES_FINALIZER = "resources-finalizer.argocd.argoproj.io"
 
-PLATFORM_NAMESPACES = (
-    "default",
-    "kube-system",
-    "kube-public",
-    "kube-node-lease",
-    ARGOCD_NAMESPACE,
-    "cert-manager",
-    "external-secrets",
-    "vault",
-    "openbao",
-    "cattle-*",
-    "fleet-*",
-)
-"""Namespaces the platform owns; the apps project may not deploy into them."""
 
 # Annotation keys use underscores so templates can read them as {{.metadata.annotations.<key>}}.
 _ANNOTATIONS = {
@@ -275,13 +268,19 @@ def root_application_set(facts: PlatformFacts) -> dict[str, Any]:
     app = f"{{{{index .path.segments {len(PurePosixPath(facts.path).parts) + 1}}}}}"
     clusters = {"clusters": {"selector": {"matchLabels": {ENVIRONMENT_LABEL: facts.environment}}}}
     generator = {"matrix": {"generators": [clusters, _git(facts, apps_pattern(facts))]}}
+    # Argo CD resolves components from the overlay: <path>/apps/<app>/overlays/<environment>.
+    component = f"../../../../{PROJECTS_DIR}/{APP_NAMESPACE_COMPONENT}"
     template = _application_template(
         facts,
         name=app,
         project=APPS_PROJECT,
         namespace=app,
         create_namespace=True,
-        kustomize={"namespace": app, "patches": _environment_patches(app)},
+        kustomize={
+            "namespace": app,
+            "components": [component],
+            "patches": _environment_patches(app),
+        },
     )
     return _application_set(APPS_PROJECT, generator, template)
 

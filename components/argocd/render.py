@@ -1,9 +1,10 @@
 """What Argo CD applies for each app of a checkout, built offline.
 
-Argo CD writes an Application's `spec.source.kustomize` (namespace, the environment's patches) into
-the overlay's kustomization before building it, and creates the destination namespace with the
-Application's managed labels (Pod Security "restricted"). A kustomization that references the
-overlay and adds the same namespace and patches builds the same objects; the Namespace is added
+Argo CD writes an Application's `spec.source.kustomize` (namespace, components, the environment's
+patches) into the overlay's kustomization before building it, and creates the destination
+namespace with the Application's managed labels (Pod Security "restricted"). A kustomization that
+references the overlay and adds the same namespace, components and patches builds the same
+objects; the Namespace is added
 from the Application, so rules that depend on it (Pod Security) see what the cluster will enforce.
 """
 
@@ -81,10 +82,17 @@ def build(app: gitops.DiscoveredApp, checkout: Path, workdir: Path) -> Objects:
     """The objects Argo CD applies for `app`, the Namespace it creates first; `workdir` is an
     empty folder for the wrapper kustomization."""
     # kustomize takes only relative paths to other kustomizations.
+    overlay = checkout.resolve() / app.path
     kustomization: dict[str, Any] = {
-        "resources": [os.path.relpath(checkout.resolve() / app.path, workdir.resolve())],
+        "resources": [os.path.relpath(overlay, workdir.resolve())],
         "patches": app.patches,
     }
+    # Argo CD reads components relative to the overlay; the wrapper sits elsewhere.
+    components = app.kustomize.get("components", [])
+    if components:
+        kustomization["components"] = [
+            os.path.relpath(os.path.normpath(overlay / c), workdir.resolve()) for c in components
+        ]
     if "namespace" in app.kustomize:
         kustomization["namespace"] = app.kustomize["namespace"]
     (workdir / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
@@ -101,8 +109,5 @@ def render(
         for index, app in enumerate(gitops.expand(facts, checkout)):
             workdir = Path(tmp, str(index))
             workdir.mkdir()
-            created = namespace(app)
-            rendered.append(
-                (app, [*([created] if created else []), *build(app, checkout, workdir)])
-            )
+            rendered.append((app, build(app, checkout, workdir)))
     return rendered

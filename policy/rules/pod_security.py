@@ -11,12 +11,16 @@ reach the instance metadata service.
 Namespaces come from the set: Argo CD creates each app's namespace with the label (the rendered
 apps carry that Namespace), and a Namespace object in the YAML counts the same way. Pods in other
 namespaces are out of scope: the profile is what the namespace enforces, not what a rule assumes.
+
+The metadata and server-taint rules judge every app namespace instead: each Namespace of the set
+that is not the platform's (`platformNamespaces`), whatever its labels say.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from policy.model import UNKNOWN, Inventory, Item, as_dict, as_list, dig
@@ -56,6 +60,49 @@ SAFE_SYSCTLS = frozenset(
 )
 
 
+PLATFORM_NAMESPACES = (
+    "default",
+    "kube-system",
+    "kube-public",
+    "kube-node-lease",
+    "argocd",
+    "cert-manager",
+    "external-secrets",
+    "vault",
+    "openbao",
+    "cattle-*",
+    "fleet-*",
+)
+"""Namespaces the platform owns (patterns); every other namespace is an app's."""
+SERVER_TAINT_KEYS = ("CriticalAddonsOnly",)
+"""The taint K3s servers carry when agents run the apps (`CriticalAddonsOnly=true:NoExecute`)."""
+
+
+class AppNamespaceParams(Params):
+    platform_namespaces: list[str] = list(PLATFORM_NAMESPACES)
+    """Namespaces (fnmatch patterns) the platform owns; the rule judges every other one."""
+
+
+class ServerTaintParams(AppNamespaceParams):
+    taint_keys: list[str] = list(SERVER_TAINT_KEYS)
+    """Taint keys only platform pods may tolerate."""
+
+
+def app_namespaces(inv: Inventory, platform: list[str]) -> dict[str, Item]:
+    """The set's Namespaces that are not the platform's, by name."""
+    found = {}
+    for ns in inv.of("Namespace"):
+        name = dig(ns.props, "metadata", "name")
+        if isinstance(name, str) and not any(fnmatch.fnmatchcase(name, p) for p in platform):
+            found.setdefault(name, ns)
+    return found
+
+
+def _pods_in(inv: Inventory, namespaces: Collection[str]) -> Iterator[Item]:
+    if namespaces:
+        yield from (item for item in inv.of(*POD_KINDS) if item.namespace in namespaces)
+
+
 def restricted_namespaces(inv: Inventory) -> set[str]:
     return {
         dig(ns.props, "metadata", "name")
@@ -65,9 +112,7 @@ def restricted_namespaces(inv: Inventory) -> set[str]:
 
 
 def _restricted_pods(inv: Inventory) -> Iterator[Item]:
-    namespaces = restricted_namespaces(inv)
-    if namespaces:
-        yield from (item for item in inv.of(*POD_KINDS) if item.namespace in namespaces)
+    yield from _pods_in(inv, restricted_namespaces(inv))
 
 
 def _pod_problems(spec: Mapping[str, Any]) -> Iterator[str]:
@@ -172,13 +217,29 @@ def _reaches_metadata(rule: Mapping[str, Any]) -> str | None:
     return None
 
 
-def check_metadata_blocked(inv: Inventory, _: Params, __: StackInfo) -> Iterator[Violation]:
+def _selects_all(policy: Item) -> bool:
+    selector = as_dict(dig(policy.props, "spec", "podSelector"))
+    return not selector.get("matchLabels") and not selector.get("matchExpressions")
+
+
+def check_metadata_blocked(
+    inv: Inventory, p: AppNamespaceParams, _: StackInfo
+) -> Iterator[Violation]:
     egress = [
         p
         for p in inv.of("NetworkPolicy")
         if "Egress" in as_list(dig(p.props, "spec", "policyTypes"))
     ]
-    for item in _restricted_pods(inv):
+    namespaces = app_namespaces(inv, p.platform_namespaces)
+    for name, namespace in namespaces.items():
+        if not any(pol.namespace == name and _selects_all(pol) for pol in egress):
+            yield Violation(
+                namespace,
+                f"namespace {name} has no egress NetworkPolicy for all its pods (podSelector: "
+                "{}), so a pod the app adds later can fetch the node role's AWS credentials "
+                "from 169.254.169.254",
+            )
+    for item in _pods_in(inv, namespaces):
         labels = pod_labels(item)
         selecting = [
             p
@@ -201,6 +262,31 @@ def check_metadata_blocked(inv: Inventory, _: Params, __: StackInfo) -> Iterator
                         f"NetworkPolicy {policy.object_name}: {why}, so its pods can fetch the "
                         "node role's AWS credentials",
                     )
+
+
+def _tolerated(toleration: Mapping[str, Any], keys: list[str]) -> str | None:
+    """The server taint key this toleration matches, or None."""
+    key = toleration.get("key")
+    if toleration.get("effect") not in (None, "", "NoExecute"):
+        return None
+    if not key and toleration.get("operator") == "Exists":
+        return "every taint (operator Exists without a key)"
+    return key if key in keys else None
+
+
+def check_server_taint(inv: Inventory, p: ServerTaintParams, _: StackInfo) -> Iterator[Violation]:
+    for item in _pods_in(inv, app_namespaces(inv, p.platform_namespaces)):
+        spec = pod_spec(item)
+        if spec is UNKNOWN:
+            continue
+        for toleration in as_list(spec.get("tolerations")):
+            taint = _tolerated(as_dict(toleration), p.taint_keys)
+            if taint:
+                yield Violation(
+                    item,
+                    f"its pods tolerate {taint}, the taint that keeps app pods off the servers, "
+                    "whose instance role holds the snapshot bucket and the KMS key",
+                )
 
 
 RULES = (
@@ -227,12 +313,24 @@ RULES = (
     ),
     Rule(
         id="metadata-address-blocked",
-        description="Pods in restricted namespaces (the apps') have egress NetworkPolicies that "
-        "exclude the instance metadata address.",
+        description="App namespaces have an egress NetworkPolicy for all their pods, and no "
+        "egress rule there reaches the instance metadata address.",
         enforcement=Enforcement.MANDATORY,
-        remediation="Select the pods with a NetworkPolicy of policyTypes [Egress] whose ipBlocks "
-        "list except: [169.254.169.254/32] (argocd-apps/apps/hello/base/networkpolicy.yaml).",
+        remediation="Deploy apps through the root ApplicationSet, which adds the platform's "
+        "egress baseline (argocd-apps/projects/app-namespace); give ipBlocks that cover "
+        "169.254.169.254 except: [169.254.169.254/32].",
         check=check_metadata_blocked,
         scope=Scope.STACK,
+        params=AppNamespaceParams,
+    ),
+    Rule(
+        id="apps-off-servers",
+        description="Pods in app namespaces do not tolerate the K3s servers' taint.",
+        enforcement=Enforcement.MANDATORY,
+        remediation="Remove the toleration of CriticalAddonsOnly (and any toleration with "
+        "operator Exists and no key); apps run on the agents.",
+        check=check_server_taint,
+        scope=Scope.STACK,
+        params=ServerTaintParams,
     ),
 )

@@ -48,3 +48,39 @@ def test_an_app_without_security_context_is_reported_with_the_fix(tmp_path):
 def test_the_cli_checks_every_stack(capsys):
     assert apps_check.main([]) == 0
     assert capsys.readouterr().out.count("== ") == len(list((REPO / "stacks").glob("*.yaml")))
+
+
+def test_every_app_namespace_gets_the_platform_egress_baseline(tmp_path):
+    _fork_with_app(tmp_path, "shop")
+    component = tmp_path / GITOPS_PATH / "projects" / "app-namespace" / "kustomization.yaml"
+    doc = yaml.safe_load(component.read_text())
+    doc["resources"] = []
+    component.write_text(yaml.safe_dump(doc))
+    out = io.StringIO()
+    assert apps_check.check_stack("dev", out, tmp_path) == 1
+    report = out.getvalue()
+    for app in ("hello", "shop"):
+        assert f"Namespace/{app}" in report and f"namespace {app} has no egress" in report
+
+
+def test_an_app_policy_that_reopens_the_metadata_address_is_reported(tmp_path):
+    app = _fork_with_app(tmp_path, "shop")
+    (app / "base" / "open-egress.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": "open-egress"},
+                "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]},
+            }
+        )
+    )
+    kustomization = app / "base" / "kustomization.yaml"
+    doc = yaml.safe_load(kustomization.read_text())
+    doc["resources"].append("open-egress.yaml")
+    kustomization.write_text(yaml.safe_dump(doc))
+    out = io.StringIO()
+    assert apps_check.check_stack("prod", out, tmp_path) == 1
+    assert "NetworkPolicy open-egress: an egress rule without `to` allows every address" in (
+        out.getvalue()
+    )

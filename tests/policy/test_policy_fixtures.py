@@ -24,6 +24,7 @@ UNCOVERED_UPSTREAM = (
     "pod-security-restricted",
     "read-only-root-filesystem",
     "metadata-address-blocked",
+    "apps-off-servers",
     "aws-imdsv2-required",
     "aws-ebs-encrypted",
     "aws-no-public-ssh",
