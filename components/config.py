@@ -41,6 +41,7 @@ from components.stack_file import (
     printable,
     shown,
 )
+from cost.catalogue import instance_types, priced_types, regions
 from policy.settings import PolicyConfigError, PolicySettings
 
 NAMESPACE = "platform"
@@ -191,6 +192,10 @@ class ClusterConfig(Section):
 
     servers: int = 1
     server_instance_type: str = "t3.large"
+    server_spot: bool = False
+    """Run the servers as persistent Spot requests that stop (not terminate) when EC2 interrupts
+    them and start again when capacity returns: the root volume, the fixed private address and
+    the Elastic IP survive. Non-production stacks only."""
     arch: Literal["x86_64", "arm64"] = "x86_64"
     k3s_version: str = Field(default=versions.K3S_VERSION, alias="k3sVersion")
     agents: AgentsConfig = AgentsConfig()
@@ -496,27 +501,52 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
         issues.append(ConfigIssue("aws:region", "required when platform:target is aws"))
     elif not AWS_REGION_RE.match(cfg.aws_region):
         issues.append(ConfigIssue("aws:region", f"{shown(cfg.aws_region)} is not an AWS region"))
+    elif cfg.aws_region not in regions():
+        issues.append(
+            ConfigIssue(
+                "aws:region",
+                f"{printable(cfg.aws_region)} has no prices in cost/prices.yaml, which the cost "
+                f"estimate and the budget check need; priced regions: {', '.join(regions())} "
+                "(add the region's prices there to use it)",
+            )
+        )
     if cfg.cluster is None:
         add("cluster", "required when platform:target is aws (at least apiAllowedCidrs)")
         return issues
     cl, net = cfg.cluster, cfg.network
 
+    catalogue = instance_types()
     for key, itype in [
         ("serverInstanceType", cl.server_instance_type),
         ("agents.instanceType", cl.agents.instance_type),
     ]:
-        arch = instance_arch(itype)
+        arch = catalogue[itype].arch if itype in catalogue else instance_arch(itype)
         if arch is None:
             add(f"cluster.{key}", f"{shown(itype)} is not an EC2 instance type such as t3.large")
         elif arch != cl.arch:
             family = (
-                "Graviton (t4g, m7g, c7g...)" if cl.arch == "arm64" else "x86 (t3, m6i, c6a...)"
+                "Graviton (t4g, m7g, c7g...)" if cl.arch == "arm64" else "x86 (t3, t3a, m6i...)"
             )
             add(
                 f"cluster.{key}",
                 f"{printable(itype)} is {arch}; platform:cluster.arch {cl.arch} needs a "
                 f"{family} type",
             )
+        elif cfg.aws_region in regions() and itype not in priced_types(cfg.aws_region, arch):
+            # The estimate and the budget check price every node: an unpriced type has neither.
+            add(
+                f"cluster.{key}",
+                f"{printable(itype)} has no {cfg.aws_region} price in cost/prices.yaml; "
+                f"allowed for platform:cluster.arch {arch}: "
+                f"{', '.join(priced_types(cfg.aws_region, arch))}",
+            )
+
+    if cl.server_spot and cfg.production:
+        add(
+            "cluster.serverSpot",
+            "EC2 may stop Spot servers at two minutes' notice (and several at once, losing etcd "
+            "quorum); production stacks run on-demand servers: set false",
+        )
 
     ag = cl.agents
     if ag.min > ag.max:

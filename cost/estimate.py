@@ -1,5 +1,5 @@
 """Monthly cost estimate of a stack, one line per billable resource, from the price table beside
-this file (`prices.yaml`: region, date, sources). Works on what the program declares (the synth's
+this file (`prices.yaml`: regions, date, sources). Works on what the program declares (the synth's
 registrations or the Pulumi engine's resources), so it needs no cloud credentials."""
 
 from __future__ import annotations
@@ -7,14 +7,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from components.stack_file import printable
+from cost.catalogue import instance_types, regions, table
 
-PRICES = Path(__file__).with_name("prices.yaml")
+UNLIMITED_NOTE = "unlimited CPU credits: use above the T type's baseline is billed extra"
 
 
 class UnknownPrice(LookupError):
@@ -77,12 +75,12 @@ class Resource:
 
 
 def load_prices(region: str) -> tuple[dict[str, Any], str, int]:
-    table = yaml.safe_load(PRICES.read_text())
-    if region not in table["regions"]:
+    prices = table()
+    if region not in prices["regions"]:
         raise UnknownPrice(
-            f"cost/prices.yaml has no prices for region {region}; it has {sorted(table['regions'])}"
+            f"cost/prices.yaml has no prices for region {region}; it has {regions()}"
         )
-    return table["regions"][region], table["date"], table["hours_per_month"]
+    return prices["regions"][region], prices["date"], prices["hours_per_month"]
 
 
 def estimate(resources: Iterable[Resource], region: str) -> Estimate:
@@ -112,6 +110,13 @@ def estimate(resources: Iterable[Resource], region: str) -> Estimate:
     def of_type(typ: str) -> list[Resource]:
         return [r for r in resources if r.type == typ]
 
+    specs = instance_types()
+
+    def credit_note(itype: str, inputs: Mapping[str, Any]) -> str:
+        """T types bill CPU above their baseline unless they run in `standard` credit mode."""
+        standard = (inputs.get("creditSpecification") or {}).get("cpuCredits") == "standard"
+        return UNLIMITED_NOTE if itype in specs and specs[itype].burstable and not standard else ""
+
     eip_instances = {
         r.inputs.get("instanceId") for r in of_type("aws:ec2/eipAssociation:EipAssociation")
     }
@@ -120,12 +125,22 @@ def estimate(resources: Iterable[Resource], region: str) -> Estimate:
     }
     gb = 0.0
 
-    servers: dict[str, list[Resource]] = {}
+    share = prices["spot_share_of_on_demand"]
+    spot_note = f"Spot assumed at {share:.0%} of on-demand; real Spot prices move"
+    servers: dict[tuple[str, bool], list[Resource]] = {}
     for inst in of_type("aws:ec2/instance:Instance"):
-        servers.setdefault(inst.inputs["instanceType"], []).append(inst)
+        market = inst.inputs.get("instanceMarketOptions") or {}
+        spot = market.get("marketType") == "spot"
+        servers.setdefault((inst.inputs["instanceType"], spot), []).append(inst)
         gb += inst.inputs.get("rootBlockDevice", {}).get("volumeSize", 8)
-    for itype, group in sorted(servers.items()):
-        hourly(f"EC2 {itype} (servers)", len(group), instance_price(itype))
+    for (itype, spot), group in sorted(servers.items()):
+        price = instance_price(itype)
+        note = credit_note(itype, group[0].inputs)
+        if spot:
+            note = "; ".join(filter(None, [spot_note, note]))
+            hourly(f"EC2 {itype} (servers, Spot)", len(group), round(price * share, 5), note)
+        else:
+            hourly(f"EC2 {itype} (servers)", len(group), price, note)
         auto_ips = sum(
             1
             for i in group
@@ -147,18 +162,18 @@ def estimate(resources: Iterable[Resource], region: str) -> Estimate:
         )
         spot = desired - on_demand
         price = instance_price(itype)
+        credits = credit_note(itype, template.inputs if template is not None else {})
         hourly(
             f"EC2 {itype} (agents, on-demand)",
             on_demand,
             price,
-            f"desired {desired} of max {asg.inputs['maxSize']}",
+            "; ".join(filter(None, [f"desired {desired} of max {asg.inputs['maxSize']}", credits])),
         )
-        share = prices["spot_share_of_on_demand"]
         hourly(
             f"EC2 {itype} (agents, Spot)",
             spot,
             round(price * share, 5),
-            f"Spot assumed at {share:.0%} of on-demand; real Spot prices move",
+            "; ".join(filter(None, [spot_note, credits])),
         )
         if template is not None:
             gb += desired * sum(
