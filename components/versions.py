@@ -39,6 +39,25 @@ K3S_VERSION_RE = re.compile(r"^v1\.(?P<minor>\d+)\.(?P<patch>\d+)\+k3s(?P<build>
 
 # Rancher's chart refuses to install above its kubeVersion bound; 2.13 supports 1.32 to 1.34.
 RANCHER = ChartPin(
+# Every file a node downloads at boot is checked against these before it runs.
+# K3s binaries: the release's sha256sum-amd64.txt and sha256sum-arm64.txt (`k3s`, `k3s-arm64`).
+K3S_BINARY_SHA256: dict[str, dict[str, str]] = {
+    "v1.34.10+k3s1": {
+        "amd64": "e63a3511b2603fd1436a1ea8d228348a3b47334b45024801d41a8c0e2d22e8c4",
+        "arm64": "e96eb8b095600cb790f776ae3c619d266ad83a3c3d7b56166f8f2605ca898d65",
+    },
+}
+# install.sh does not depend on the release it installs (the binary is downloaded and verified
+# first, then the script only writes the service), so it is pinned to one commit and to the
+# sha256 that the repository's install.sh.sha256sum records at that commit.
+K3S_INSTALL_SCRIPT_COMMIT = "019b0afdd830e36f5e4b7a5b237e6a4339e6a6be"
+K3S_INSTALL_SCRIPT_SHA256 = "68ae766b4c4fd2c8032f712cdd346c8f9d1ae60eaeb4736a1155effda44ea23d"
+ECR_CREDENTIAL_PROVIDER_VERSION = "v1.34.0"
+"""cloud-provider-aws release whose ecr-credential-provider matches the pinned Kubernetes minor."""
+ECR_CREDENTIAL_PROVIDER_SHA256: dict[str, str] = {}
+"""Per GOARCH; empty until recorded. A missing entry makes the node verify the binary against the
+`.sha256` file the release publishes beside it (same origin, so weaker than a pin here)."""
+
     chart="rancher",
     repo="https://releases.rancher.com/server-charts/stable",
     version="2.13.3",

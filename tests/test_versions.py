@@ -33,7 +33,6 @@ def test_chart_pins_are_exact(name):
     "version,ok",
     [
         (versions.K3S_VERSION, True),
-        ("v1.32.9+k3s1", True),
         ("v1.35.0+k3s1", False),
         ("v1.31.1+k3s1", False),
     ],
@@ -46,6 +45,18 @@ def test_config_follows_rancher_range(version, ok):
     else:
         with pytest.raises(config.ConfigError, match="platform:cluster.k3sVersion"):
             config.parse(raw)
+
+
+def test_every_boot_download_has_a_pinned_digest():
+    assert versions.K3S_VERSION in versions.K3S_BINARY_SHA256
+    digest = re.compile(r"^[0-9a-f]{64}$")
+    for release, pins in versions.K3S_BINARY_SHA256.items():
+        assert versions.k3s_minor(release), release
+        assert set(pins) == {"amd64", "arm64"}, release
+        assert all(digest.match(d) for d in pins.values()), release
+    assert digest.match(versions.K3S_INSTALL_SCRIPT_SHA256)
+    assert re.match(r"^[0-9a-f]{40}$", versions.K3S_INSTALL_SCRIPT_COMMIT)
+    assert all(digest.match(d) for d in versions.ECR_CREDENTIAL_PROVIDER_SHA256.values())
 
 
 # cert-manager's and OpenBao's copies come from development branches (version 0.0.0 or ahead).

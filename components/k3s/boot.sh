@@ -3,8 +3,13 @@
 # the K3s config, install the pinned K3s. User data carries no secret; the node role is the only
 # thing that can read the secret. Parameters come from boot.env (written by cloud-init).
 #
-# PLATFORM_ROOT prefixes every path so the script can be exercised in a sandbox directory;
-# K3S_INSTALL_COMMAND replaces the K3s download+install step there.
+# Every download is checked against a sha256 from boot.env before it is used, and every network
+# step is retried with doubling, capped backoff. A boot that fails tags its instance
+# platform:boot=failed and, on an agent, tells the Auto Scaling group the instance is unhealthy,
+# so the group replaces it instead of keeping a node that never joined.
+#
+# PLATFORM_ROOT prefixes every path so the script can be exercised in a sandbox directory
+# (INSTANCE_ID and ZONE then stand in for the instance metadata).
 set -euo pipefail
 umask 077
 
@@ -17,15 +22,24 @@ ROOT="${PLATFORM_ROOT:-}"
 : "${SECRET_ID:?boot.env must set SECRET_ID}"
 : "${AWS_REGION:?boot.env must set AWS_REGION}"
 : "${K3S_VERSION:?boot.env must set K3S_VERSION}"
+: "${K3S_BINARY_URL:?boot.env must set K3S_BINARY_URL}"
+: "${K3S_BINARY_SHA256:?boot.env must set K3S_BINARY_SHA256}"
+: "${K3S_INSTALL_URL:?boot.env must set K3S_INSTALL_URL}"
+: "${K3S_INSTALL_SHA256:?boot.env must set K3S_INSTALL_SHA256}"
 : "${SERVER_ADDRESSES:?boot.env must set SERVER_ADDRESSES}"
 ECR_CREDENTIAL_PROVIDER_URL="${ECR_CREDENTIAL_PROVIDER_URL:-}"
+ECR_CREDENTIAL_PROVIDER_SHA256="${ECR_CREDENTIAL_PROVIDER_SHA256:-}"
 API_PORT="${API_PORT:-6443}"
 SECRET_ATTEMPTS="${SECRET_ATTEMPTS:-30}"
 JOIN_ATTEMPTS="${JOIN_ATTEMPTS:-90}"
+DOWNLOAD_ATTEMPTS="${DOWNLOAD_ATTEMPTS:-6}"
 RETRY_SECONDS="${RETRY_SECONDS:-10}"
+RETRY_MAX_SECONDS="${RETRY_MAX_SECONDS:-60}"
 
 CONFIG_DIR=/etc/rancher/k3s
 DATA_DIR=/var/lib/rancher/k3s
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/platform-boot.XXXXXX")
+PROBLEM=""
 
 log() { echo "platform-boot: $*" >&2; }
 fail() {
@@ -40,22 +54,95 @@ imds() {
   curl -sf -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"
 }
 
-# The instance profile can take a little while to become usable after launch, so retry, bounded.
-fetch_secret() {
-  local attempt=1 out
-  while true; do
-    if out=$(aws secretsmanager get-secret-value --region "$AWS_REGION" --secret-id "$SECRET_ID" \
-      --query SecretString --output text 2>&1); then
-      printf '%s' "$out"
-      return 0
-    fi
-    if [ "$attempt" -ge "$SECRET_ATTEMPTS" ]; then
-      fail "cannot read bootstrap secret $SECRET_ID after $attempt attempts: $(tail -n1 <<<"$out")"
-    fi
-    log "waiting for bootstrap secret $SECRET_ID ($attempt/$SECRET_ATTEMPTS): $(tail -n1 <<<"$out")"
-    attempt=$((attempt + 1))
-    sleep "$RETRY_SECONDS"
+# The node role allows exactly these two calls, on nodes of this cluster only (cluster.py).
+report_failure() {
+  local id="${INSTANCE_ID:-}"
+  if [ -z "$id" ] && ! id=$(imds instance-id); then
+    log "cannot read the instance id: the instance stays as it is"
+    return 0
+  fi
+  aws ec2 create-tags --region "$AWS_REGION" --resources "$id" \
+    --tags Key=platform:boot,Value=failed >/dev/null ||
+    log "cannot tag $id platform:boot=failed"
+  if [ "$NODE_ROLE" = agent ]; then
+    aws autoscaling set-instance-health --region "$AWS_REGION" --instance-id "$id" \
+      --health-status Unhealthy --no-should-respect-grace-period ||
+      log "cannot mark $id unhealthy in its Auto Scaling group"
+  fi
+}
+
+on_exit() {
+  local status=$?
+  rm -rf "$WORK"
+  if [ "$status" -ne 0 ]; then
+    log "boot of this $NODE_ROLE failed (exit $status); marking the instance"
+    report_failure
+  fi
+  exit "$status"
+}
+trap on_exit EXIT
+
+# Seconds to sleep after failed attempt $1: RETRY_SECONDS, doubled per attempt, capped.
+backoff() {
+  local delay=$RETRY_SECONDS n=1
+  while [ "$n" -lt "$1" ] && [ "$delay" -lt "$RETRY_MAX_SECONDS" ]; do
+    delay=$((delay * 2))
+    n=$((n + 1))
   done
+  echo $((delay < RETRY_MAX_SECONDS ? delay : RETRY_MAX_SECONDS))
+}
+
+# retry ATTEMPTS WHAT COMMAND...: runs COMMAND (which explains a failure in PROBLEM) until it
+# succeeds, at most ATTEMPTS times.
+retry() {
+  local attempts=$1 what=$2 attempt=1
+  shift 2
+  until "$@"; do
+    if [ "$attempt" -ge "$attempts" ]; then
+      fail "$what: $PROBLEM (gave up after $attempt attempts)"
+    fi
+    log "$what: $PROBLEM; retrying ($attempt/$attempts)"
+    sleep "$(backoff "$attempt")"
+    attempt=$((attempt + 1))
+  done
+}
+
+# One attempt at fetching URL $1 into $2; with a sha256 $3 the file must match it. A mirror or a
+# broken connection can hand over a wrong file as well as an error, so both are retried.
+fetch() {
+  local actual
+  if ! curl -sSfL --connect-timeout 10 --max-time 600 -o "$2.part" "$1" 2>"$WORK/curl.err"; then
+    PROBLEM=$(tail -n1 "$WORK/curl.err")
+    rm -f "$2.part"
+    return 1
+  fi
+  if [ -n "${3:-}" ]; then
+    actual=$(sha256sum "$2.part")
+    actual=${actual%% *}
+    if [ "$actual" != "$3" ]; then
+      PROBLEM="sha256 $actual does not match the pinned $3"
+      rm -f "$2.part"
+      return 1
+    fi
+  fi
+  mv "$2.part" "$2"
+}
+
+# download URL SHA256 DEST
+download() {
+  [ -n "$2" ] || fail "no sha256 for $1: nothing unverified is installed"
+  retry "$DOWNLOAD_ATTEMPTS" "cannot download $1" fetch "$1" "$3" "$2"
+  log "downloaded $1 (sha256 $2)"
+}
+
+# The AWS CLI's messages go to their own file: only SecretString reaches the secret file.
+read_secret() {
+  if aws secretsmanager get-secret-value --region "$AWS_REGION" --secret-id "$SECRET_ID" \
+    --query SecretString --output text >"$WORK/secret" 2>"$WORK/aws.err"; then
+    return 0
+  fi
+  PROBLEM=$(tail -n1 "$WORK/aws.err")
+  return 1
 }
 
 # Writes the token files (and the CA files on the server that initialises the cluster), 0600,
@@ -88,73 +175,63 @@ if with_ca:
 
 # /cacerts is served without authentication by every K3s server; an answer means a cluster is up.
 # A server probing its own address before K3s runs gets no answer, so servers need no exclusion.
-answers() {
-  curl -sk --max-time 3 -o /dev/null "https://$1:$API_PORT/cacerts"
-}
-
-first_live_server() {
+find_live_server() {
   local addr
   for addr in $SERVER_ADDRESSES; do
-    if answers "$addr"; then
-      echo "$addr"
+    if curl -sk --max-time 3 -o /dev/null "https://$addr:$API_PORT/cacerts"; then
+      JOIN_ADDRESS=$addr
       return 0
     fi
   done
+  PROBLEM="no K3s server answered on port $API_PORT at: $SERVER_ADDRESSES"
   return 1
-}
-
-wait_for_server() {
-  local attempt=1 addr
-  until addr=$(first_live_server); do
-    if [ "$attempt" -ge "$JOIN_ATTEMPTS" ]; then
-      fail "no K3s server answered on port $API_PORT at: $SERVER_ADDRESSES"
-    fi
-    log "waiting for a K3s server at $SERVER_ADDRESSES ($attempt/$JOIN_ATTEMPTS)"
-    attempt=$((attempt + 1))
-    sleep "$RETRY_SECONDS"
-  done
-  echo "$addr"
 }
 
 # The kubelet runs this plugin to get short-lived ECR pull tokens with the node role.
 install_credential_provider() {
   local target="$ROOT/var/lib/rancher/credentialprovider/bin/ecr-credential-provider"
+  local url=$ECR_CREDENTIAL_PROVIDER_URL sha256=$ECR_CREDENTIAL_PROVIDER_SHA256
+  if [ -z "$sha256" ]; then
+    # No pin recorded (components/versions.py): the digest the release publishes beside it.
+    retry "$DOWNLOAD_ATTEMPTS" "cannot download $url.sha256" fetch "$url.sha256" "$WORK/provider.sha256"
+    sha256=$(cut -d' ' -f1 <"$WORK/provider.sha256")
+    [[ "$sha256" =~ ^[0-9a-f]{64}$ ]] || fail "$url.sha256 holds no sha256"
+  fi
   mkdir -p "$(dirname "$target")"
-  curl -sfL --retry 5 -o "$target.download" "$ECR_CREDENTIAL_PROVIDER_URL" ||
-    fail "cannot download the ECR credential provider from $ECR_CREDENTIAL_PROVIDER_URL"
-  chmod 755 "$target.download"
-  mv "$target.download" "$target"
+  download "$url" "$sha256" "$WORK/ecr-credential-provider"
+  install -m 755 "$WORK/ecr-credential-provider" "$target"
 }
 
+# The binary is verified here; install.sh (itself verified) then only writes the service.
 install_k3s() {
-  local installer="${K3S_INSTALL_COMMAND:-}"
-  if [ -z "$installer" ]; then
-    installer=$(mktemp)
-    # The installer is taken from the pinned release tag, not the moving get.k3s.io script.
-    curl -sfL --retry 5 -o "$installer" \
-      "https://raw.githubusercontent.com/k3s-io/k3s/${K3S_VERSION/+/%2B}/install.sh"
-  fi
-  INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$1" \
-    INSTALL_K3S_SKIP_SELINUX_RPM=true INSTALL_K3S_SELINUX_WARN=true sh "$installer"
+  local bin_dir="$ROOT/usr/local/bin"
+  mkdir -p "$bin_dir"
+  download "$K3S_BINARY_URL" "$K3S_BINARY_SHA256" "$WORK/k3s"
+  install -m 755 "$WORK/k3s" "$bin_dir/k3s"
+  download "$K3S_INSTALL_URL" "$K3S_INSTALL_SHA256" "$WORK/install.sh"
+  INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_BIN_DIR="$bin_dir" \
+    INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$1" \
+    INSTALL_K3S_SKIP_SELINUX_RPM=true INSTALL_K3S_SELINUX_WARN=true sh "$WORK/install.sh"
 }
 
 main() {
-  local with_ca=false join_address="" secret
+  local with_ca=false
+  JOIN_ADDRESS=""
   if [ "$NODE_ROLE" = server ] && [ "$CLUSTER_INIT" = true ]; then
     # A replacement of the first server must join the running cluster, not found a second one.
-    if join_address=$(first_live_server); then
-      log "a cluster is already running at $join_address; joining it"
+    if find_live_server; then
+      log "a cluster is already running at $JOIN_ADDRESS; joining it"
     else
       with_ca=true
     fi
   else
-    join_address=$(wait_for_server)
+    retry "$JOIN_ATTEMPTS" "waiting for a K3s server" find_live_server
   fi
 
-  secret=$(fetch_secret)
-  printf '%s' "$secret" | python3 -c "$WRITE_FILES_PY" \
-    "$ROOT$CONFIG_DIR" "$ROOT$DATA_DIR/server/tls" "$with_ca" || fail "cannot use bootstrap secret $SECRET_ID"
-  unset secret
+  retry "$SECRET_ATTEMPTS" "cannot read bootstrap secret $SECRET_ID" read_secret
+  python3 -c "$WRITE_FILES_PY" "$ROOT$CONFIG_DIR" "$ROOT$DATA_DIR/server/tls" "$with_ca" \
+    <"$WORK/secret" || fail "cannot use bootstrap secret $SECRET_ID"
+  rm -f "$WORK/secret"
 
   local zone="${ZONE:-}"
   if [ -z "$zone" ]; then
@@ -174,7 +251,7 @@ main() {
     if [ "$with_ca" = true ]; then
       echo "cluster-init: true"
     else
-      echo "server: https://$join_address:$API_PORT"
+      echo "server: https://$JOIN_ADDRESS:$API_PORT"
     fi
   } >"$config"
   chmod 600 "$config"

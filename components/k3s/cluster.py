@@ -22,13 +22,16 @@ from components.k3s.userdata import (
     EtcdSnapshots,
     NodeBoot,
     agent_k3s_config,
-    ecr_credential_provider_url,
+    ecr_credential_provider,
+    k3s_binary,
+    k3s_installer,
     render_user_data,
     server_k3s_config,
     with_ecr_pulls,
 )
 from components.log_archive import LogArchive
 from components.network import Network, fixed_address
+from cost.catalogue import instance_types
 
 API_PORT = 6443
 INGRESS_PORTS = (80, 443)
@@ -43,6 +46,8 @@ AMI_NAME = {
 # role, and K3s has no per-pod AWS identity to give them instead (docs/security.md).
 SERVER_HOP_LIMIT = 2
 AGENT_HOP_LIMIT = 1
+CLUSTER_TAG = "platform:cluster"
+"""On every node and the agent group: scopes what a node may do to its own cluster's nodes."""
 AGENT_BOOT_GRACE_SECONDS = 600
 """How long a new agent may take to boot and join before health checks count against it."""
 
@@ -55,6 +60,31 @@ def metadata_options(hop_limit: int) -> dict:
         "http_put_response_hop_limit": hop_limit,
         "instance_metadata_tags": "disabled",
     }
+
+
+SPOT_REQUEST_VALID_UNTIL = "2036-01-01T00:00:00Z"
+"""EC2 closes a persistent Spot request 7 days after it is made unless told otherwise, and a
+closed request no longer starts the server it stopped: this keeps it open for the server's life."""
+
+
+def spot_server_market() -> dict:
+    """A persistent Spot request that stops the server on interruption and starts it again when
+    capacity returns, so its root volume (etcd, Vault's data) and private address survive."""
+    return {
+        "market_type": "spot",
+        "spot_options": {
+            "spot_instance_type": "persistent",
+            "instance_interruption_behavior": "stop",
+            "valid_until": SPOT_REQUEST_VALID_UNTIL,
+        },
+    }
+
+
+def credit_specification(instance_type: str, spot: bool) -> dict | None:
+    """Standard CPU credits for T types on Spot, as AWS's Spot pricing page advises: in the
+    default unlimited mode their use above the baseline is billed on top of the Spot price."""
+    spec = instance_types().get(instance_type)
+    return {"cpu_credits": "standard"} if spot and spec is not None and spec.burstable else None
 
 
 EC2_ASSUME_ROLE = json.dumps(
@@ -299,8 +329,16 @@ class K3sCluster(pulumi.ComponentResource):
                 iam_instance_profile=server_profile.name,
                 user_data=user_data,
                 metadata_options=metadata_options(SERVER_HOP_LIMIT),
+                instance_market_options=spot_server_market() if cfg.server_spot else None,
+                credit_specification=credit_specification(
+                    cfg.server_instance_type, cfg.server_spot
+                ),
                 root_block_device=self._root_volume(),
-                tags={"Name": f"{name}-server-{i}", "platform:node-kind": kind},
+                tags={
+                    "Name": f"{name}-server-{i}",
+                    "platform:node-kind": kind,
+                    CLUSTER_TAG: name,
+                },
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     # A new AMI or user data would stop (or replace) every etcd member at once,
@@ -469,6 +507,7 @@ class K3sCluster(pulumi.ComponentResource):
                     "Resource": a[2],
                     "Condition": _via("s3", self._region),
                 },
+                self._boot_failure_tag(),
             ]
         )
 
@@ -488,8 +527,34 @@ class K3sCluster(pulumi.ComponentResource):
                         }
                     },
                 },
+                self._boot_failure_tag(),
+                # A failed boot hands the instance back to its group, which replaces it.
+                {
+                    "Effect": "Allow",
+                    "Action": "autoscaling:SetInstanceHealth",
+                    "Resource": "*",
+                    "Condition": {
+                        "StringEquals": {f"autoscaling:ResourceTag/{CLUSTER_TAG}": self._name}
+                    },
+                },
             ]
         )
+
+    def _boot_failure_tag(self) -> dict:
+        """A failed boot tags its instance platform:boot=failed (boot.sh): that one tag, on this
+        cluster's nodes only."""
+        return {
+            "Effect": "Allow",
+            "Action": "ec2:CreateTags",
+            "Resource": "arn:aws:ec2:*:*:instance/*",
+            "Condition": {
+                "StringEquals": {
+                    f"aws:ResourceTag/{CLUSTER_TAG}": self._name,
+                    "aws:RequestTag/platform:boot": "failed",
+                },
+                "ForAllValues:StringEquals": {"aws:TagKeys": ["platform:boot"]},
+            },
+        }
 
     def _node_role(
         self, kind: str, extra_policy_arns: list[pulumi.Input[str]]
@@ -726,11 +791,13 @@ class K3sCluster(pulumi.ComponentResource):
                     region=self._region,
                     secret_id=a[0],
                     k3s_version=self._cfg.k3s_version,
+                    k3s_binary=k3s_binary(self._cfg.k3s_version, self._cfg.arch),
+                    k3s_installer=k3s_installer(),
                     server_addresses=a[1],
                     k3s_config=a[2],
                     extra_files=files,
-                    credential_provider_url=(
-                        ecr_credential_provider_url(self._cfg.arch) if self._ecr_pulls else ""
+                    credential_provider=(
+                        ecr_credential_provider(self._cfg.arch) if self._ecr_pulls else None
                     ),
                 )
             )
@@ -760,6 +827,9 @@ class K3sCluster(pulumi.ComponentResource):
             vpc_security_group_ids=[self.nodes_sg.id],
             user_data=user_data,
             metadata_options=metadata_options(AGENT_HOP_LIMIT),
+            credit_specification=credit_specification(
+                agents.instance_type, agents.spot_percentage > 0
+            ),
             block_device_mappings=[
                 {
                     "device_name": "/dev/xvda",
@@ -774,7 +844,11 @@ class K3sCluster(pulumi.ComponentResource):
             tag_specifications=[
                 {
                     "resource_type": "instance",
-                    "tags": {"Name": f"{name}-agent", "platform:node-kind": "agent"},
+                    "tags": {
+                        "Name": f"{name}-agent",
+                        "platform:node-kind": "agent",
+                        CLUSTER_TAG: name,
+                    },
                 },
                 {"resource_type": "volume", "tags": {"Name": f"{name}-agent"}},
             ],
@@ -814,6 +888,9 @@ class K3sCluster(pulumi.ComponentResource):
             # grace period covers the boot (packages, K3s download, joining the servers).
             health_check_type="ELB" if target_groups else "EC2",
             health_check_grace_period=AGENT_BOOT_GRACE_SECONDS,
-            tags=[{"key": "Name", "value": f"{name}-agent", "propagate_at_launch": True}],
+            tags=[
+                {"key": "Name", "value": f"{name}-agent", "propagate_at_launch": True},
+                {"key": CLUSTER_TAG, "value": name, "propagate_at_launch": True},
+            ],
             opts=pulumi.ResourceOptions(parent=self, depends_on=servers),
         )

@@ -10,11 +10,23 @@ from pathlib import Path
 
 import yaml
 
+from components import versions
 from components.cluster_access import SERVER_TAINT
 
-BOOT_SCRIPT = Path(__file__).with_name("boot.sh").read_text()
 USER_DATA_LIMIT = 16 * 1024
 """EC2 rejects user data above 16 KB."""
+
+
+def _without_comments(script: str) -> str:
+    """The script as nodes get it: its comment lines cost user data bytes and explain nothing
+    at run time (shellcheck directives stay, so the embedded copy lints as the source does)."""
+    first, *rest = script.splitlines(keepends=True)
+    return first + "".join(
+        line for line in rest if not line.lstrip().startswith("#") or "shellcheck " in line
+    )
+
+
+BOOT_SCRIPT = _without_comments(Path(__file__).with_name("boot.sh").read_text())
 
 # CIS hardening guide for K3s: sysctls that protect-kernel-defaults requires to be set.
 KUBELET_SYSCTLS = """\
@@ -67,6 +79,7 @@ AUDIT_POLICY = {
 }
 
 SERVER_DIR = "/var/lib/rancher/k3s/server"
+K3S_RELEASES = "https://github.com/k3s-io/k3s/releases/download"
 TLS_CIPHERS = ",".join(
     [
         "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
@@ -80,8 +93,6 @@ TLS_CIPHERS = ",".join(
 KUBELET_ARGS = ["streaming-connection-idle-timeout=5m", f"tls-cipher-suites={TLS_CIPHERS}"]
 
 CREDENTIAL_PROVIDER_DIR = "/var/lib/rancher/credentialprovider"
-ECR_CREDENTIAL_PROVIDER_VERSION = "v1.34.0"
-"""cloud-provider-aws release whose ecr-credential-provider matches the pinned Kubernetes minor."""
 # containerd cannot pull from ECR with the node role alone: the kubelet asks this plugin for a
 # short-lived registry token, which it gets with the node role's ecr:GetAuthorizationToken.
 ECR_CREDENTIAL_PROVIDER_CONFIG = {
@@ -102,12 +113,44 @@ ECR_KUBELET_ARGS = [
 ]
 
 
-def ecr_credential_provider_url(arch: str) -> str:
-    goarch = {"x86_64": "amd64", "arm64": "arm64"}[arch]
-    version = ECR_CREDENTIAL_PROVIDER_VERSION
-    return (
+GOARCH = {"x86_64": "amd64", "arm64": "arm64"}
+
+
+@dataclass(frozen=True)
+class Download:
+    """A file a node fetches at boot and checks before it runs it."""
+
+    url: str
+    sha256: str
+    """Hex digest; empty means the publisher's `<url>.sha256` file is the reference."""
+
+
+def k3s_binary(version: str, arch: str) -> Download:
+    goarch = GOARCH[arch]
+    pins = versions.K3S_BINARY_SHA256.get(version)
+    if not pins:
+        raise ValueError(
+            f"K3s {version} has no pinned sha256 in components/versions.py K3S_BINARY_SHA256"
+        )
+    name = "k3s" if goarch == "amd64" else f"k3s-{goarch}"
+    return Download(f"{K3S_RELEASES}/{version.replace('+', '%2B')}/{name}", pins[goarch])
+
+
+def k3s_installer() -> Download:
+    commit = versions.K3S_INSTALL_SCRIPT_COMMIT
+    return Download(
+        f"https://raw.githubusercontent.com/k3s-io/k3s/{commit}/install.sh",
+        versions.K3S_INSTALL_SCRIPT_SHA256,
+    )
+
+
+def ecr_credential_provider(arch: str) -> Download:
+    goarch = GOARCH[arch]
+    version = versions.ECR_CREDENTIAL_PROVIDER_VERSION
+    return Download(
         f"https://artifacts.k8s.io/binaries/cloud-provider-aws/{version}/linux/{goarch}/"
-        f"ecr-credential-provider-linux-{goarch}"
+        f"ecr-credential-provider-linux-{goarch}",
+        versions.ECR_CREDENTIAL_PROVIDER_SHA256.get(goarch, ""),
     )
 
 
@@ -175,13 +218,15 @@ class NodeBoot:
     secret_id: str
     """ARN of the Secrets Manager secret this node kind may read."""
     k3s_version: str
+    k3s_binary: Download
+    k3s_installer: Download
     server_addresses: list[str]
     """Fixed private addresses of the servers, tried in order to join."""
     k3s_config: dict
     extra_files: dict[str, str] = field(default_factory=dict)
     """Extra non-secret files (path -> content), e.g. K3s auto-deploy manifests."""
-    credential_provider_url: str = ""
-    """Where to download ecr-credential-provider from; empty when nodes don't pull from ECR."""
+    credential_provider: Download | None = None
+    """ecr-credential-provider; None when nodes don't pull from ECR."""
 
 
 class _Literal(str):
@@ -198,14 +243,20 @@ def _dump(obj: object) -> str:
 
 
 def boot_env(boot: NodeBoot) -> str:
+    provider = boot.credential_provider or Download("", "")
     values = {
         "NODE_ROLE": "agent" if boot.kind == "agent" else "server",
         "CLUSTER_INIT": "true" if boot.kind == "server-init" else "false",
         "SECRET_ID": boot.secret_id,
         "AWS_REGION": boot.region,
         "K3S_VERSION": boot.k3s_version,
+        "K3S_BINARY_URL": boot.k3s_binary.url,
+        "K3S_BINARY_SHA256": boot.k3s_binary.sha256,
+        "K3S_INSTALL_URL": boot.k3s_installer.url,
+        "K3S_INSTALL_SHA256": boot.k3s_installer.sha256,
         "SERVER_ADDRESSES": " ".join(boot.server_addresses),
-        "ECR_CREDENTIAL_PROVIDER_URL": boot.credential_provider_url,
+        "ECR_CREDENTIAL_PROVIDER_URL": provider.url,
+        "ECR_CREDENTIAL_PROVIDER_SHA256": provider.sha256,
     }
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
 
@@ -225,7 +276,7 @@ def render_user_data(boot: NodeBoot) -> str:
             (f"{SERVER_DIR}/psa.yaml", _dump(PSA_CONFIG), "0600"),
             (f"{SERVER_DIR}/audit.yaml", _dump(AUDIT_POLICY), "0600"),
         ]
-    if boot.credential_provider_url:
+    if boot.credential_provider:
         files.append(
             (
                 f"{CREDENTIAL_PROVIDER_DIR}/config.yaml",

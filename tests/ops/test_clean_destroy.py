@@ -36,6 +36,9 @@ CREATING_ACTIONS = (
     "ec2:*",
     "*",
 )
+# Match a prefix above but create nothing: a failed boot tags its own instance and hands it back
+# to the Auto Scaling group (components/k3s/boot.sh), which replaces it with one of its own.
+NOT_CREATING = {"ec2:CreateTags", "autoscaling:SetInstanceHealth"}
 
 
 def _walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -97,8 +100,10 @@ def aws_side_effects(result) -> list[str]:
             [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
         )
         for action in actions:
-            if statement["Effect"] == "Allow" and (
-                action in ("*", "ec2:*") or action.startswith(CREATING_ACTIONS[:-2])
+            if (
+                statement["Effect"] == "Allow"
+                and action not in NOT_CREATING
+                and (action in ("*", "ec2:*") or action.startswith(CREATING_ACTIONS[:-2]))
             ):
                 problems.append(f"a node role may call {action}")
     return problems

@@ -1,8 +1,10 @@
 """The node boot script, run for real in a sandbox directory against an AWS API emulator (moto
-server on 127.0.0.1); only the K3s download/install step is replaced by a stub."""
+server on 127.0.0.1) and a release server on 127.0.0.1 that serves the K3s binary, install.sh
+and the ECR credential provider; the served install.sh records how it was called."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import ssl
@@ -17,7 +19,7 @@ import boto3
 import pytest
 import yaml
 
-from components.k3s.userdata import NodeBoot, agent_k3s_config, boot_env
+from components.k3s.userdata import Download, NodeBoot, agent_k3s_config, boot_env
 from tests.conftest import REPO, free_port
 
 BOOT = REPO / "components" / "k3s" / "boot.sh"
@@ -33,6 +35,20 @@ SERVER_SECRET = {
         "service.key": "-----BEGIN RSA PRIVATE KEY-----\nsa\n-----END RSA PRIVATE KEY-----\n",
     },
 }
+K3S_BINARY = b"#!/bin/sh\necho k3s version v1.34.10+k3s1\n"
+PROVIDER_BINARY = b"#!/bin/sh\necho credential-provider\n"
+# Stands in for K3s's install.sh: it must find the verified binary where boot.sh put it.
+INSTALL_SCRIPT = b"""#!/bin/sh
+set -e
+[ -x "$INSTALL_K3S_BIN_DIR/k3s" ] || { echo "install.sh: no k3s binary" >&2; exit 1; }
+printf '{"exec": "%s", "version": "%s", "skipDownload": "%s"}' \\
+  "$INSTALL_K3S_EXEC" "$INSTALL_K3S_VERSION" "$INSTALL_K3S_SKIP_DOWNLOAD" \\
+  > "$INSTALL_K3S_BIN_DIR/install-calls.json"
+"""
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture
@@ -54,18 +70,58 @@ def _secret(name: str, value: str) -> str:
     return client.create_secret(Name=name, SecretString=value)["ARN"]
 
 
+class ReleaseServer:
+    """HTTP on 127.0.0.1 serving `files` (path -> bytes); a test swaps a file's bytes."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.requests: list[str] = []
+        self.outages: dict[str, int] = {}
+        """path -> how many more requests answer 503 before the file is served."""
+        files, requests, outages = self.files, self.requests, self.outages
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                requests.append(self.path)
+                if outages.get(self.path, 0) > 0:
+                    outages[self.path] -= 1
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                body = files.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.end_headers()
+                self.wfile.write(body if body is not None else b"not found")
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def publish(self, path: str, body: bytes) -> Download:
+        """Serves `body` at `path` and returns the download pinned to it."""
+        self.files[path] = body
+        return Download(f"{self.base}{path}", sha256(body))
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+
+@pytest.fixture
+def release():
+    server = ReleaseServer()
+    yield server
+    server.stop()
+
+
 class Sandbox:
-    def __init__(self, root: Path, env: dict[str, str]):
-        self.root, self.env = root, env
-        self.calls = root / "install-calls.json"
-        stub = root / "install-k3s"
-        stub.write_text(
-            "#!/bin/sh\n"
-            f'printf \'{{"exec": "%s", "version": "%s"}}\' '
-            f'"$INSTALL_K3S_EXEC" "$INSTALL_K3S_VERSION" > {self.calls}\n'
-        )
-        stub.chmod(0o755)
-        self.stub = stub
+    def __init__(self, root: Path, env: dict[str, str], release: ReleaseServer):
+        self.root, self.env, self.release = root, env, release
+        self.calls = root / "usr/local/bin/install-calls.json"
+        self.k3s = release.publish("/k3s-io/k3s/releases/download/k3s", K3S_BINARY)
+        self.installer = release.publish("/k3s-io/k3s/install.sh", INSTALL_SCRIPT)
 
     def run(
         self,
@@ -74,16 +130,20 @@ class Sandbox:
         servers: list[str],
         api_port: int,
         k3s_config: dict,
-        credential_provider_url: str = "",
+        credential_provider: Download | None = None,
+        instance_id: str = "i-0000000000000000a",
+        extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess:
         boot = NodeBoot(
             kind=kind,
             region=REGION,
             secret_id=secret_id,
             k3s_version="v1.34.10+k3s1",
+            k3s_binary=self.k3s,
+            k3s_installer=self.installer,
             server_addresses=servers,
             k3s_config=k3s_config,
-            credential_provider_url=credential_provider_url,
+            credential_provider=credential_provider,
         )
         (self.root / "etc/platform").mkdir(parents=True, exist_ok=True)
         (self.root / "etc/platform/boot.env").write_text(boot_env(boot))
@@ -92,16 +152,18 @@ class Sandbox:
             **os.environ,
             **self.env,
             "PLATFORM_ROOT": str(self.root),
-            "K3S_INSTALL_COMMAND": str(self.stub),
             "ZONE": "eu-west-1b",
+            "INSTANCE_ID": instance_id,
             "API_PORT": str(api_port),
             "SECRET_ATTEMPTS": "2",
             "JOIN_ATTEMPTS": "2",
+            "DOWNLOAD_ATTEMPTS": "2",
             "RETRY_SECONDS": "0",
             "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+            **(extra_env or {}),
         }
         return subprocess.run(
-            ["bash", str(BOOT)], env=env, capture_output=True, text=True, timeout=60
+            ["bash", str(BOOT)], env=env, capture_output=True, text=True, timeout=120
         )
 
     def mode(self, rel: str) -> int:
@@ -112,8 +174,8 @@ class Sandbox:
 
 
 @pytest.fixture
-def sandbox(tmp_path, aws_env):
-    return Sandbox(tmp_path, aws_env)
+def sandbox(tmp_path, aws_env, release):
+    return Sandbox(tmp_path, aws_env, release)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +231,13 @@ def test_first_server_writes_ca_files_and_config(sandbox):
         "cluster-init": True,
         "node-label": ["topology.kubernetes.io/zone=eu-west-1b"],
     }
-    assert json.loads(sandbox.calls.read_text()) == {"exec": "server", "version": "v1.34.10+k3s1"}
+    assert json.loads(sandbox.calls.read_text()) == {
+        "exec": "server",
+        "version": "v1.34.10+k3s1",
+        "skipDownload": "true",
+    }
+    assert (sandbox.root / "usr/local/bin/k3s").read_bytes() == K3S_BINARY
+    assert sandbox.mode("usr/local/bin/k3s") == 0o755
     for secret in (SERVER_SECRET["token"], SERVER_SECRET["agentToken"], "server-key"):
         assert secret not in run.stderr + run.stdout
 
@@ -208,7 +276,8 @@ def test_missing_secret_fails_loudly(sandbox):
     missing = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:absent-AbCdEf"
     run = sandbox.run("server-init", missing, ["127.0.0.1"], free_port(), {})
     assert run.returncode != 0
-    assert f"cannot read bootstrap secret {missing} after 2 attempts" in run.stderr
+    assert f"cannot read bootstrap secret {missing}: " in run.stderr
+    assert "(gave up after 2 attempts)" in run.stderr
     assert "ResourceNotFoundException" in run.stderr
     assert not sandbox.calls.exists(), "K3s must not be installed without its secret"
 
@@ -243,44 +312,166 @@ def test_unreadable_secret_fails_loudly(sandbox, monkeypatch):
     assert "cannot read bootstrap secret" in run.stderr
 
 
-@pytest.fixture
-def binary_server():
-    """Serves a stand-in ecr-credential-provider binary over HTTP on 127.0.0.1."""
-    payload = b"#!/bin/sh\necho credential-provider\n"
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            found = self.path.endswith("/ecr-credential-provider-linux-amd64")
-            self.send_response(200 if found else 404)
-            self.end_headers()
-            self.wfile.write(payload if found else b"not found")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", payload
-    server.shutdown()
-
-
-def test_agent_installs_the_ecr_credential_provider(sandbox, live_server, binary_server):
-    base, payload = binary_server
-    arn = _secret("agent-ecr", json.dumps({"token": "t"}))
-    url = f"{base}/v1.34.0/linux/amd64/ecr-credential-provider-linux-amd64"
-    run = sandbox.run("agent", arn, ["127.0.0.1"], live_server, agent_k3s_config(), url)
-    assert run.returncode == 0, run.stderr
-    binary = "var/lib/rancher/credentialprovider/bin/ecr-credential-provider"
-    assert (sandbox.root / binary).read_bytes() == payload
-    assert sandbox.mode(binary) == 0o755
+def _agent_in_group(name: str) -> str:
+    """An instance launched by a real (emulated) Auto Scaling group, as agents are."""
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.9.0.0/24")["Subnet"]["SubnetId"]
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    ec2.create_launch_template(
+        LaunchTemplateName=name, LaunchTemplateData={"ImageId": image, "InstanceType": "t3.large"}
+    )
+    groups = boto3.client("autoscaling", region_name=REGION)
+    groups.create_auto_scaling_group(
+        AutoScalingGroupName=name,
+        LaunchTemplate={"LaunchTemplateName": name, "Version": "1"},
+        MinSize=1,
+        MaxSize=1,
+        DesiredCapacity=1,
+        VPCZoneIdentifier=subnet,
+    )
+    (group,) = groups.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+        "AutoScalingGroups"
+    ]
+    return group["Instances"][0]["InstanceId"]
 
 
-def test_failed_credential_provider_download_stops_the_boot(sandbox, live_server, binary_server):
-    base, _ = binary_server
-    arn = _secret("agent-ecr-missing", json.dumps({"token": "t"}))
+def _health(instance_id: str) -> str:
+    groups = boto3.client("autoscaling", region_name=REGION)
+    (instance,) = groups.describe_auto_scaling_instances(InstanceIds=[instance_id])[
+        "AutoScalingInstances"
+    ]
+    return instance["HealthStatus"]
+
+
+def _boot_tag(instance_id: str) -> str | None:
+    ec2 = boto3.client("ec2", region_name=REGION)
+    tags = ec2.describe_tags(
+        Filters=[
+            {"Name": "resource-id", "Values": [instance_id]},
+            {"Name": "key", "Values": ["platform:boot"]},
+        ]
+    )["Tags"]
+    return tags[0]["Value"] if tags else None
+
+
+def test_corrupted_k3s_download_fails_the_boot_and_the_group_replaces_the_agent(
+    sandbox, live_server
+):
+    instance = _agent_in_group("agents-corrupt")
+    arn = _secret("agent-corrupt", json.dumps({"token": "t"}))
+    good = sandbox.release.files["/k3s-io/k3s/releases/download/k3s"]
+    sandbox.release.files["/k3s-io/k3s/releases/download/k3s"] = good[:-4] + b"XXXX"
     run = sandbox.run(
-        "agent", arn, ["127.0.0.1"], live_server, agent_k3s_config(), f"{base}/missing"
+        "agent", arn, ["127.0.0.1"], live_server, agent_k3s_config(), instance_id=instance
     )
     assert run.returncode != 0
-    assert f"cannot download the ECR credential provider from {base}/missing" in run.stderr
+    bad = sha256(good[:-4] + b"XXXX")
+    assert (
+        f"cannot download {sandbox.k3s.url}: sha256 {bad} does not match the pinned "
+        f"{sandbox.k3s.sha256} (gave up after 2 attempts)"
+    ) in run.stderr
+    assert "retrying (1/2)" in run.stderr
+    assert not (sandbox.root / "usr/local/bin/k3s").exists()
+    assert not sandbox.calls.exists(), "install.sh must not run after a failed download"
+    assert _boot_tag(instance) == "failed"
+    assert _health(instance).lower() == "unhealthy"
+
+    sandbox.release.files["/k3s-io/k3s/releases/download/k3s"] = good
+    run = sandbox.run(
+        "agent", arn, ["127.0.0.1"], live_server, agent_k3s_config(), instance_id=instance
+    )
+    assert run.returncode == 0, run.stderr
+    assert (sandbox.root / "usr/local/bin/k3s").read_bytes() == good
+    assert json.loads(sandbox.calls.read_text())["exec"] == "agent"
+
+
+def test_a_transient_download_error_is_retried(sandbox, live_server):
+    arn = _secret("agent-flaky", json.dumps({"token": "t"}))
+    path = "/k3s-io/k3s/install.sh"
+    sandbox.release.outages[path] = 1
+    run = sandbox.run(
+        "agent",
+        arn,
+        ["127.0.0.1"],
+        live_server,
+        agent_k3s_config(),
+        extra_env={"RETRY_SECONDS": "1"},
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"cannot download {sandbox.installer.url}: " in run.stderr
+    assert "503" in run.stderr and "retrying (1/2)" in run.stderr
+    assert sandbox.release.requests.count(path) == 2
+
+
+def test_a_failed_server_boot_is_tagged_not_sent_to_a_group(sandbox):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    (instance,) = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"]
+    arn = _secret("server-corrupt-installer", json.dumps(SERVER_SECRET))
+    sandbox.release.files["/k3s-io/k3s/install.sh"] = b"#!/bin/sh\necho tampered\n"
+    run = sandbox.run(
+        "server-init",
+        arn,
+        ["127.0.0.1"],
+        free_port(),
+        {},
+        instance_id=instance["InstanceId"],
+    )
+    assert run.returncode != 0
+    assert f"cannot download {sandbox.installer.url}: sha256 " in run.stderr
+    assert "boot of this server failed" in run.stderr
+    assert _boot_tag(instance["InstanceId"]) == "failed"
+    assert "cannot mark" not in run.stderr and "Auto Scaling" not in run.stderr
+
+
+def test_aws_cli_messages_never_reach_the_secret(sandbox, tmp_path):
+    """Whatever the CLI prints on stderr (warnings, retries) stays out of the token files."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "aws").write_text(
+        f'#!/bin/sh\necho "WARNING: retrying after a throttled call" >&2\n'
+        f'exec {VENV_BIN / "aws"} "$@"\n'
+    )
+    (shim / "aws").chmod(0o755)
+    arn = _secret("noisy-cli", json.dumps(SERVER_SECRET))
+    run = sandbox.run(
+        "server-init",
+        arn,
+        ["127.0.0.1"],
+        free_port(),
+        {},
+        extra_env={"PATH": f"{shim}:{VENV_BIN}:{os.environ['PATH']}"},
+    )
+    assert run.returncode == 0, run.stderr
+    token = (sandbox.root / "etc/rancher/k3s/token").read_text()
+    assert token == SERVER_SECRET["token"] + "\n"
+
+
+def test_agent_installs_the_pinned_ecr_credential_provider(sandbox, live_server):
+    provider = sandbox.release.publish("/provider/ecr-credential-provider", PROVIDER_BINARY)
+    arn = _secret("agent-ecr", json.dumps({"token": "t"}))
+    run = sandbox.run("agent", arn, ["127.0.0.1"], live_server, agent_k3s_config(), provider)
+    assert run.returncode == 0, run.stderr
+    binary = "var/lib/rancher/credentialprovider/bin/ecr-credential-provider"
+    assert (sandbox.root / binary).read_bytes() == PROVIDER_BINARY
+    assert sandbox.mode(binary) == 0o755
+    assert "/provider/ecr-credential-provider.sha256" not in sandbox.release.requests
+
+
+def test_an_unpinned_provider_is_checked_against_the_published_digest(sandbox, live_server):
+    path = "/provider/ecr-credential-provider-linux-amd64"
+    url = sandbox.release.publish(path, PROVIDER_BINARY).url
+    sandbox.release.files[f"{path}.sha256"] = f"{sha256(b'other')}  x\n".encode()
+    arn = _secret("agent-ecr-sidecar", json.dumps({"token": "t"}))
+    args = ("agent", arn, ["127.0.0.1"], live_server, agent_k3s_config(), Download(url, ""))
+    run = sandbox.run(*args)
+    assert run.returncode != 0
+    assert f"cannot download {url}: sha256 {sha256(PROVIDER_BINARY)} does not match" in run.stderr
     assert not sandbox.calls.exists()
+
+    sandbox.release.files[f"{path}.sha256"] = f"{sha256(PROVIDER_BINARY)}  x\n".encode()
+    run = sandbox.run(*args)
+    assert run.returncode == 0, run.stderr
+    binary = sandbox.root / "var/lib/rancher/credentialprovider/bin/ecr-credential-provider"
+    assert binary.read_bytes() == PROVIDER_BINARY

@@ -173,6 +173,20 @@ def test_node_roles_are_least_privilege(synth_results, stack):
     secrets = {r.name: r.id for r in result.of_type("aws:secretsmanager/secret:Secret")}
     (key,) = result.of_type("aws:kms/key:Key")
     agent_secret = secrets[f"gitops-platform-{stack}-agent-bootstrap"]
+    cluster = {"platform:cluster": f"gitops-platform-{stack}"}
+    tag_on_failure = {
+        "Effect": "Allow",
+        "Action": "ec2:CreateTags",
+        "Resource": "arn:aws:ec2:*:*:instance/*",
+        "Condition": {
+            "StringEquals": {
+                "aws:ResourceTag/platform:cluster": cluster["platform:cluster"],
+                "aws:RequestTag/platform:boot": "failed",
+            },
+            "ForAllValues:StringEquals": {"aws:TagKeys": ["platform:boot"]},
+        },
+    }
+    assert tag_on_failure in server
     assert agent == [
         {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": agent_secret},
         {
@@ -186,7 +200,26 @@ def test_node_roles_are_least_privilege(synth_results, stack):
                 }
             },
         },
+        tag_on_failure,
+        {
+            "Effect": "Allow",
+            "Action": "autoscaling:SetInstanceHealth",
+            "Resource": "*",
+            "Condition": {
+                "StringEquals": {
+                    "autoscaling:ResourceTag/platform:cluster": cluster["platform:cluster"]
+                }
+            },
+        },
     ]
+    (group,) = result.of_type("aws:autoscaling/group:Group")
+    assert {
+        "key": "platform:cluster",
+        "value": cluster["platform:cluster"],
+        "propagateAtLaunch": True,
+    } in group.inputs["tags"]
+    for server_instance in result.of_type("aws:ec2/instance:Instance"):
+        assert server_instance.inputs["tags"]["platform:cluster"] == cluster["platform:cluster"]
     actions = {
         a for s in server for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
     }
@@ -201,6 +234,7 @@ def test_node_roles_are_least_privilege(synth_results, stack):
         "kms:Decrypt",
         "kms:DescribeKey",
         "kms:GenerateDataKey",
+        "ec2:CreateTags",
     }
     (generate,) = [s for s in server if s["Action"] == "kms:GenerateDataKey"]
     assert generate["Condition"] == {

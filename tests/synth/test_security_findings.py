@@ -24,7 +24,14 @@ POLICY_TYPES = {
 """Resources that carry a policy document, and whether it is a resource policy (names
 principals) rather than an identity policy."""
 ACTION = re.compile(r"^[a-z0-9-]+:[A-Za-z*]+$")
-CONDITION_OPERATORS = {"StringEquals", "StringLike", "ArnLike", "ArnEquals", "Bool"}
+CONDITION_OPERATORS = {
+    "StringEquals",
+    "StringLike",
+    "ArnLike",
+    "ArnEquals",
+    "Bool",
+    "ForAllValues:StringEquals",
+}
 SECURITY_TYPES = (
     "aws:s3/bucketLogging:BucketLogging",
     "aws:ec2/flowLog:FlowLog",
