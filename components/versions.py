@@ -37,8 +37,6 @@ K3S_VERSION = "v1.34.10+k3s1"
 
 K3S_VERSION_RE = re.compile(r"^v1\.(?P<minor>\d+)\.(?P<patch>\d+)\+k3s(?P<build>\d+)$")
 
-# Rancher's chart refuses to install above its kubeVersion bound; 2.13 supports 1.32 to 1.34.
-RANCHER = ChartPin(
 # Every file a node downloads at boot is checked against these before it runs.
 # K3s binaries: the release's sha256sum-amd64.txt and sha256sum-arm64.txt (`k3s`, `k3s-arm64`).
 K3S_BINARY_SHA256: dict[str, dict[str, str]] = {
@@ -58,6 +56,8 @@ ECR_CREDENTIAL_PROVIDER_SHA256: dict[str, str] = {}
 """Per GOARCH; empty until recorded. A missing entry makes the node verify the binary against the
 `.sha256` file the release publishes beside it (same origin, so weaker than a pin here)."""
 
+# Rancher's chart refuses to install above its kubeVersion bound; 2.13 supports 1.32 to 1.34.
+RANCHER = ChartPin(
     chart="rancher",
     repo="https://releases.rancher.com/server-charts/stable",
     version="2.13.3",
