@@ -351,6 +351,18 @@ class ChartsConfig(Section):
     the cache `make charts` fills); unset: each chart's upstream repository."""
 
 
+class VaultIngressConfig(Section):
+    """`platform:services.vaultIngress`: Vault's public Ingress, off unless this is set."""
+
+    allowed_cidrs: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    """Client addresses Traefik lets through to Vault; default: platform:cluster.apiAllowedCidrs."""
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _check_cidrs(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else unique([_cidr(c) for c in v])
+
+
 class ServicesConfig(Section):
     """`platform:services`: Rancher on/off, the secrets server, the app namespaces Vault knows."""
 
@@ -360,6 +372,8 @@ class ServicesConfig(Section):
     """The chart behind the same Vault API: HashiCorp Vault (BUSL) or OpenBao (MPL)."""
     app_namespaces: list[str] = Field(default_factory=list, max_length=100)
     """Namespaces that get a Vault policy and role `apps-<ns>` for their own secrets."""
+    vault_ingress: VaultIngressConfig | None = None
+    """Vault's UI and API on `vault.<domain>` for listed addresses; None: in-cluster only."""
 
     @field_validator("app_namespaces")
     @classmethod
@@ -405,6 +419,16 @@ class PlatformConfig(Section):
     @property
     def acme_server(self) -> str:
         return self.tls.acme_server or ("production" if self.production else "staging")
+
+    @property
+    def vault_ingress_cidrs(self) -> list[str] | None:
+        """Sources Vault's public Ingress admits; None: no public Ingress."""
+        opt_in = self.services.vault_ingress
+        if opt_in is None:
+            return None
+        if opt_in.allowed_cidrs is not None:
+            return opt_in.allowed_cidrs
+        return self.cluster.api_allowed_cidrs if self.cluster is not None else None
 
 
 EXAMPLES = {
@@ -481,6 +505,22 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
         )
     if cfg.dns.hosted_zone_id and not cfg.dns.domain:
         add("dns.hostedZoneId", "needs platform:dns.domain (the zone's domain name)")
+
+    vault_ingress = cfg.services.vault_ingress
+    if vault_ingress is not None and cfg.vault_ingress_cidrs is None:
+        add(
+            "services.vaultIngress.allowedCidrs",
+            "required on an existing cluster (there is no platform:cluster.apiAllowedCidrs to "
+            "default to): the client CIDRs that may reach Vault, e.g. [203.0.113.0/24]",
+        )
+    elif vault_ingress is not None and any(
+        ipaddress.ip_network(c).prefixlen == 0 for c in cfg.vault_ingress_cidrs or ()
+    ):
+        add(
+            "services.vaultIngress.allowedCidrs",
+            "0.0.0.0/0 opens Vault's login to the internet; list specific CIDRs, or leave "
+            "vaultIngress out and reach Vault with kubectl port-forward",
+        )
 
     if cfg.target == "existing":
         if cfg.local is None:

@@ -23,6 +23,7 @@ CRD_FOLDERS = {
     "cert-manager.io": Path("cert-manager", versions.CERT_MANAGER.app_version),
     "external-secrets.io": Path("external-secrets"),
     "helm.cattle.io": Path("helm-controller"),
+    "traefik.io": Path("traefik"),
 }
 """API group -> folder of the CRDs of the pinned release."""
 

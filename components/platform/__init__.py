@@ -109,8 +109,10 @@ class Platform(pulumi.ComponentResource):
                 production=cfg.production,
                 app_namespaces=tuple(services.app_namespaces),
                 depends_on=[certs.release],
-                hostname=hosts["vault"],
-                cluster_issuer=certs.issuer_name,
+                # Public only for the sources the stack lists (docs/security.md#vault).
+                hostname=hosts["vault"] if cfg.vault_ingress_cidrs else None,
+                cluster_issuer=certs.issuer_name if cfg.vault_ingress_cidrs else None,
+                allowed_cidrs=tuple(cfg.vault_ingress_cidrs or ()),
             ),
             child,
         )

@@ -76,12 +76,19 @@ class VaultArgs:
     """Public name of the UI and API (an Ingress through Traefik); None: in-cluster only."""
     cluster_issuer: str | None = None
     """ClusterIssuer of the public name's certificate."""
+    allowed_cidrs: Sequence[str] = ()
+    """Client CIDRs Traefik lets through to the public name (`platform:services.vaultIngress`)."""
     charts: ChartSource = ChartSource()
     """Where the release's chart comes from (`platform:charts`)."""
 
     def __post_init__(self) -> None:
         if (self.hostname is None) != (self.cluster_issuer is None):
             raise ValueError("hostname and cluster_issuer go together (the Ingress needs both)")
+        if (self.hostname is None) != (not self.allowed_cidrs):
+            raise ValueError(
+                "hostname and allowed_cidrs go together: Vault's login is public only for the "
+                "listed sources (platform:services.vaultIngress.allowedCidrs)"
+            )
         if self.flavor not in FLAVORS:
             raise ValueError(f"flavor {self.flavor!r} must be one of {sorted(FLAVORS)}")
 
@@ -166,9 +173,21 @@ def tls_reloader(flavor: Flavor, cert: str | None = None, interval: float = 60) 
     }
 
 
+def allow_list_middleware(flavor: Flavor, namespace: str, cidrs: Sequence[str]) -> dict[str, Any]:
+    """Traefik answers 403 to any client outside `cidrs` before a request reaches Vault."""
+    return {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "Middleware",
+        "metadata": {"name": f"{flavor.name}-allow-list", "namespace": namespace},
+        "spec": {"ipAllowList": {"sourceRange": list(cidrs)}},
+    }
+
+
 def ingress_values(flavor: Flavor, namespace: str, hostname: str, issuer: str) -> dict[str, Any]:
-    """The public Ingress to the active node, and how Traefik reaches Vault's TLS listener."""
+    """The public Ingress to the active node behind the allow-list, and how Traefik reaches
+    Vault's TLS listener."""
     transport = f"{namespace}-{flavor.name}@kubernetescrd"
+    allow_list = f"{namespace}-{flavor.name}-allow-list@kubernetescrd"
     backend = {
         # Traefik speaks HTTPS to the listener and verifies it with the private CA.
         "traefik.ingress.kubernetes.io/service.serversscheme": "https",
@@ -179,7 +198,10 @@ def ingress_values(flavor: Flavor, namespace: str, hostname: str, issuer: str) -
             "enabled": True,
             "activeService": True,
             "ingressClassName": INGRESS_CLASS,
-            "annotations": {"cert-manager.io/cluster-issuer": issuer},
+            "annotations": {
+                "cert-manager.io/cluster-issuer": issuer,
+                "traefik.ingress.kubernetes.io/router.middlewares": allow_list,
+            },
             "hosts": [{"host": hostname, "paths": []}],
             "tls": [{"secretName": f"{flavor.name}-ingress-tls", "hosts": [hostname]}],
         },
@@ -331,6 +353,7 @@ class Vault(pulumi.ComponentResource):
         chain.append(tls_certificate(flavor, self.namespace))
         certificates = create_chain(name, self, access, chain, namespace)
         self.url = None
+        before_release: list[pulumi.Resource] = [certificates[-1]]
         if args.hostname is not None:
             # Traefik's CRDs come with K3s (and k3d); the transport must exist before the Ingress
             # routes to the listener, and it reads the CA from the TLS Secret.
@@ -340,6 +363,16 @@ class Vault(pulumi.ComponentResource):
                 access,
                 servers_transport(flavor, self.namespace),
                 certificates[-1],
+            )
+            # Before the Ingress: Traefik does not serve a router whose middleware is missing.
+            before_release.append(
+                custom_resource(
+                    f"{name}-allow-list",
+                    self,
+                    access,
+                    allow_list_middleware(flavor, self.namespace, args.allowed_cidrs),
+                    namespace,
+                )
             )
             self.url = pulumi.Output.concat("https://", args.hostname)
         self.release = chart_release(
@@ -356,7 +389,7 @@ class Vault(pulumi.ComponentResource):
             # Pods stay unready until initialised and unsealed, which the bootstrap does; waiting
             # here would time out. The bootstrap reaches the unready pod through the pod proxy.
             skip_await=True,
-            depends_on=[certificates[-1]],
+            depends_on=before_release,
         )
         bootstrap = VaultBootstrap(
             f"{name}-bootstrap",

@@ -44,7 +44,7 @@ def test_platform_urls_use_sslip_without_a_domain(synth_results):
     outputs = synth_results["dev"].outputs
     ip = outputs["ingressIp"]
     assert outputs["urls"] == {
-        service: f"https://{service}.{ip}.sslip.io" for service in ("argocd", "rancher", "vault")
+        service: f"https://{service}.{ip}.sslip.io" for service in ("argocd", "rancher")
     }
     assert "rancher" not in synth_results["local"].outputs["urls"]
 
