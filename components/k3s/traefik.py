@@ -135,6 +135,46 @@ def traefik_helm_chart_config(
     }
 
 
+ACME_CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
+"""HTTP-01 tokens: Let's Encrypt asks for them over plain HTTP on port 80."""
+REDIRECT_NAME = "https-redirect"
+REDIRECT_PRIORITY = 100_000
+"""Above the priority Traefik derives from any Ingress rule (its length), so no plain-HTTP route
+of an Ingress wins over the redirect; the ACME path is excluded by the rule, not by priority."""
+
+
+def https_redirect() -> list[dict[str, Any]]:
+    """A Middleware and an IngressRoute that answer every request on port 80 with a permanent
+    redirect to HTTPS, except the ACME HTTP-01 path: cert-manager's solver Ingress keeps serving
+    it on port 80. An entry-point redirect (`ports.web.redirections`) would catch that path too."""
+    metadata = {"name": REDIRECT_NAME, "namespace": NAMESPACE}
+    middleware = {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "Middleware",
+        "metadata": dict(metadata),
+        "spec": {"redirectScheme": {"scheme": "https", "permanent": True}},
+    }
+    route = {
+        "apiVersion": "traefik.io/v1alpha1",
+        "kind": "IngressRoute",
+        "metadata": dict(metadata),
+        "spec": {
+            "entryPoints": [ENTRY_POINTS[0]],
+            "routes": [
+                {
+                    "kind": "Rule",
+                    "match": f"PathPrefix(`/`) && !PathPrefix(`{ACME_CHALLENGE_PREFIX}`)",
+                    "priority": REDIRECT_PRIORITY,
+                    "middlewares": [{"name": REDIRECT_NAME}],
+                    # Traefik's built-in service that answers nothing: the middleware replies.
+                    "services": [{"kind": "TraefikService", "name": "noop@internal"}],
+                }
+            ],
+        },
+    }
+    return [middleware, route]
+
+
 class _LiteralDumper(yaml.SafeDumper):
     """Writes multi-line strings as `|` blocks so valuesContent stays readable on the node."""
 

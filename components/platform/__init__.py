@@ -13,8 +13,9 @@ import pulumi
 
 from components.cluster_access import ClusterAccess
 from components.config import PlatformConfig
+from components.k3s.traefik import https_redirect
 from components.platform.argocd import ArgoCd, ArgoCdArgs
-from components.platform.base import ChartSource
+from components.platform.base import ChartSource, create_chain
 from components.platform.cert_manager import CertManager, CertManagerArgs, Route53Zone
 from components.platform.dns import DnsRecords, DnsRecordsArgs, apps_domain, hostnames
 from components.platform.external_secrets import ExternalSecrets, ExternalSecretsArgs
@@ -82,6 +83,8 @@ class Platform(pulumi.ComponentResource):
         )
         self.issuer_name = certs.issuer_name
         self.urls = {}
+        # Plain HTTP only for ACME HTTP-01 tokens; everything else is redirected to HTTPS.
+        create_chain(f"{name}-https-redirect", self, access, https_redirect())
 
         self.rancher_bootstrap_password = None
         if services.rancher_enabled(cfg.target):
