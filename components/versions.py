@@ -24,6 +24,8 @@ class ChartPin:
     """Lowest Kubernetes minor (``"1.33"``) the chart supports."""
     kube_max: str
     """Highest Kubernetes minor the chart supports."""
+    sha256: str
+    """Of the packaged archive (`archive`): `make charts` keeps no other bytes."""
     app_version: str = ""
 
     @property
@@ -63,6 +65,7 @@ RANCHER = ChartPin(
     version="2.13.3",
     kube_min="1.32",
     kube_max="1.34",
+    sha256="1551794c2c6ccfca54fffb975caadf70d1d0828183f7b35298bec3807e167171",
     app_version="v2.13.3",
 )
 # cert-manager supports only its two newest minors; 1.21 covers Kubernetes 1.33 to 1.36.
@@ -72,6 +75,7 @@ CERT_MANAGER = ChartPin(
     version="v1.21.1",
     kube_min="1.33",
     kube_max="1.36",
+    sha256="01924f1b3facef3d3d9e350eb150a7a03d144088cf553e91e70149ddad906650",
     app_version="v1.21.1",
 )
 VAULT = ChartPin(
@@ -80,6 +84,7 @@ VAULT = ChartPin(
     version="0.34.1",
     kube_min="1.20",
     kube_max="1.36",
+    sha256="c18b98c776a1ef4551403b972b75ef3b9ec629750370b55c608619c73dae9c3d",
     app_version="2.0.4",
 )
 OPENBAO = ChartPin(
@@ -88,6 +93,7 @@ OPENBAO = ChartPin(
     version="0.29.2",
     kube_min="1.30",
     kube_max="1.36",
+    sha256="746dacfa4915de2476a6ca94f0ac1f9c75e9b6da5c97ecfc69b0e54923503269",
     app_version="v2.6.2",
 )
 EXTERNAL_SECRETS = ChartPin(
@@ -96,6 +102,7 @@ EXTERNAL_SECRETS = ChartPin(
     version="2.9.0",
     kube_min="1.32",
     kube_max="1.36",
+    sha256="e96d3d713a9d426724c7816c80b9de6360e6fee0c71c8cbbda5f645bf4bea5a4",
     app_version="v2.9.0",
 )
 ARGO_CD = ChartPin(
@@ -104,6 +111,7 @@ ARGO_CD = ChartPin(
     version="10.1.1",
     kube_min="1.31",
     kube_max="1.36",
+    sha256="556464ee08dc48dd80e6fdf415b6f2e5a5aaba49f30a5649693f05e3e16f4b26",
     app_version="v3.4.4",
 )
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from components.config import ConfigError, from_stack_file
 from policy.rules import RULES_BY_ID, Enforcement
-from synth import environments
+from synth import capacity, charts, environments
 from synth.core import REPO, read_stack_file, resource_counts, stack_name, synthesize, write
 
 
@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print("\n".join(f"synth: {line}" for line in exc.lines()), file=sys.stderr)
         return 2
-    findings = write(result, out)
+    try:
+        findings = write(result, out)
+    except charts.RenderError as exc:
+        print(f"synth: {exc}", file=sys.stderr)
+        return 1
     resources, components = resource_counts(result)
     print(
         f"synth: {args.stack}: {resources} resources in {components} components -> {out} "
@@ -55,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     # The synth is the gate: what the policy pack would block in `pulumi preview` fails here.
     blocking = [f for f in findings if f.enforcement is Enforcement.MANDATORY]
     for finding in blocking:
-        fix = RULES_BY_ID[finding.rule].remediation
+        rule = RULES_BY_ID.get(finding.rule)
+        fix = rule.remediation if rule else capacity.REMEDIATION
         print(
             f"synth: {finding.rule}: {finding.urn or finding.object}: {finding.message} "
             f"(fix: {fix})",

@@ -20,10 +20,12 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from components import config as stack_config
+from components.platform import sizing
 from components.stack_file import StackFile, load, printable
 from cost import estimate as cost
-from policy.engine import Finding, evaluate
+from policy.engine import Finding, Manifest, evaluate
 from policy.settings import PolicySettings
+from synth import capacity, charts
 from synth.mocks import SECRET, RecordingMonitor, Registration, SynthMocks, redact
 
 REPO = Path(__file__).resolve().parent.parent
@@ -327,10 +329,24 @@ def write(result: SynthResult, out: Path) -> list[Finding]:
         (out / "helm" / f"{entry['name']}.values.yaml").write_text(
             yaml.safe_dump(values, sort_keys=True)
         )
+    folder = charts.chart_folder()
+    rendered: list[tuple[str, dict[str, Any]]] = []
+    if folder is None:
+        print(
+            f"synth: no chart cache at {charts.cache_dir()} (`make charts` fills it): "
+            "rendered/ and capacity.json skipped"
+        )
+    else:
+        rendered = charts.render_releases(releases, out / "rendered", folder)
     (out / "graph.dot").write_text(_dot(result))
     (out / "summary.txt").write_text(summary(result))
     (out / "cost.json").write_text(_json(cost_of(result)))
-    findings = policy_findings(result)
+    findings = policy_findings(result, rendered)
+    if folder is not None:
+        objects = [obj for _, obj in rendered] + [obj for _, obj in kubernetes_objects(result)]
+        report, short = capacity.check(result.config, objects)
+        (out / "capacity.json").write_text(_json(report))
+        findings += short
     (out / "policy.json").write_text(_json([f.to_dict() for f in findings]))
     dot = shutil.which("dot")
     if dot:
@@ -349,10 +365,18 @@ def policy_resources(result: SynthResult) -> list[dict[str, Any]]:
     ]
 
 
-def policy_findings(result: SynthResult) -> list[Finding]:
-    """The guardrails over everything the stack registers, with the stack's own settings."""
+def policy_findings(
+    result: SynthResult, rendered: list[tuple[str, dict[str, Any]]] = ()
+) -> list[Finding]:
+    """The guardrails over everything the stack registers and the objects its releases render
+    (`rendered/`), with the stack's own settings."""
     settings = PolicySettings.from_stack_config(result.stack_values)
-    return evaluate(policy_resources(result), (), settings)
+    size = sizing.size_of(result.config.production)
+    manifests = [
+        Manifest(charts.exempted(release, obj, size), f"rendered/{release}.yaml")
+        for release, obj in rendered
+    ]
+    return evaluate(policy_resources(result), manifests, settings)
 
 
 def cost_resources(result: SynthResult) -> list[cost.Resource]:

@@ -147,6 +147,7 @@ class Platform(pulumi.ComponentResource):
                 vault_namespace=vault.namespace,
                 ca_secret=vault.ca_secret,
                 depends_on=[vault.bootstrap],
+                production=cfg.production,
             ),
             child,
         )

@@ -23,7 +23,10 @@ from components.argocd.gitops import (
 from components.cluster_access import ClusterAccess
 from components.config import PlatformConfig
 from components.password import GeneratedPassword
+from components.platform import sizing
 from components.platform.base import (
+    IGNORE_ANNOTATION,
+    SINGLE_REPLICA_EXEMPTION,
     ChartSource,
     chart_release,
     create_chain,
@@ -33,6 +36,7 @@ from components.platform.base import (
 from components.platform.cert_manager import INGRESS_CLASS
 
 REPO_SECRET = "gitops-repo"
+RELEASE = "argocd"
 IN_CLUSTER_SECRET = "in-cluster"
 
 
@@ -75,7 +79,62 @@ class ArgoCdArgs:
         )
 
 
-def release_values(args: ArgoCdArgs, admin_password_bcrypt: pulumi.Input[str]) -> dict[str, Any]:
+ADMIN_SECRET = "argocd-secret"
+"""The Secret Argo CD reads its admin password from (the chart's own is off: a password inside
+the values would make every values diff a secret)."""
+DRAIN_BEFORE_STOP = {"preStop": {"sleep": {"seconds": 5}}}
+"""Endpoints drop a stopping pod before it gets SIGTERM (the images have no `sleep` binary)."""
+REPLICATED = ("server", "repo-server", "applicationset-controller")
+VALUES_KEYS = {
+    "server": "server",
+    "repo-server": "repoServer",
+    "applicationset-controller": "applicationSet",
+}
+"""Component name (sizing, pod label) -> its section in the chart's values."""
+
+
+def _component(args: ArgoCdArgs, name: str) -> dict[str, Any]:
+    size = sizing.size_of(args.config.production)
+    values: dict[str, Any] = {"resources": sizing.resources(RELEASE, name, size)}
+    if name in REPLICATED:
+        count = sizing.replicas(RELEASE, name, size)
+        values["replicas"] = count
+        if count > 1:
+            values["pdb"] = {"enabled": True, "maxUnavailable": 1}
+    return values
+
+
+def _redis_ha() -> dict[str, Any]:
+    """Three Redis + Sentinel pods and three HAProxy pods in front, each on its own node (the
+    sub-chart's hard anti-affinity, on by default), each set with a budget that drains one."""
+
+    def res(name: str) -> dict[str, Any]:
+        return sizing.resources(RELEASE, name, "ha")
+
+    count = sizing.replicas(RELEASE, "redis-ha", "ha")
+    budget = {"maxUnavailable": 1}
+    return {
+        "enabled": True,
+        "replicas": count,
+        "hardAntiAffinity": True,
+        "podDisruptionBudget": budget,
+        "redis": {"resources": res("redis-ha-redis")},
+        "sentinel": {"resources": res("redis-ha-sentinel"), "lifecycle": DRAIN_BEFORE_STOP},
+        "splitBrainDetection": {"resources": res("redis-ha-split-brain-fix")},
+        "init": {"resources": res("redis-ha-config-init")},
+        "haproxy": {
+            "replicas": count,
+            "hardAntiAffinity": True,
+            "podDisruptionBudget": budget,
+            "resources": res("haproxy"),
+            "lifecycle": DRAIN_BEFORE_STOP,
+            "init": {"resources": res("haproxy-config-init")},
+        },
+    }
+
+
+def release_values(args: ArgoCdArgs) -> dict[str, Any]:
+    size = sizing.size_of(args.config.production)
     values: dict[str, Any] = {
         "global": {"domain": args.hostname},
         # Like cert-manager's: the CRDs (and every Application) go with a `pulumi destroy`.
@@ -83,25 +142,50 @@ def release_values(args: ArgoCdArgs, admin_password_bcrypt: pulumi.Input[str]) -
         "configs": {
             # TLS ends at Traefik; the server behind it speaks plain HTTP.
             "params": {"server.insecure": True},
-            "secret": {"argocdServerAdminPassword": admin_password_bcrypt},
+            "secret": {"createSecret": False},
         },
-        "server": {
+        # Single sign-on and notifications are not configured: their pods would idle.
+        "dex": {"enabled": False},
+        "notifications": {"enabled": False},
+        "controller": _component(args, "application-controller"),
+        "server": _component(args, "server")
+        | {
+            "lifecycle": DRAIN_BEFORE_STOP,
             "ingress": {
                 "enabled": True,
                 "ingressClassName": INGRESS_CLASS,
                 "annotations": {"cert-manager.io/cluster-issuer": args.cluster_issuer},
                 "tls": True,
-            }
+            },
         },
+        "repoServer": _component(args, "repo-server")
+        | {
+            "copyutil": {"resources": sizing.resources(RELEASE, "copyutil", size)},
+            "lifecycle": DRAIN_BEFORE_STOP,
+        },
+        "applicationSet": _component(args, "applicationset-controller")
+        | {"readinessProbe": {"enabled": True}},
+        "redis": {"resources": sizing.resources(RELEASE, "redis", size)},
+        "redisSecretInit": {"resources": sizing.resources(RELEASE, "redis-secret-init", size)},
     }
-    if args.config.production:
-        # Redis HA spreads over three nodes; two replicas keep the API, repo server and
-        # ApplicationSet controller up through a node drain.
-        values["redis-ha"] = {"enabled": True}
-        values["server"]["replicas"] = 2
-        values["repoServer"] = {"replicas": 2}
-        values["applicationSet"] = {"replicas": 2}
+    if size == "ha":
+        # Every replica of a component on its own node (the chart's preset, required terms).
+        values["global"]["affinity"] = {"podAntiAffinity": "hard"}
+        values["redis-ha"] = _redis_ha()
+        # The application controller shards clusters across its replicas: with the one
+        # cluster Argo CD manages, a second replica would idle. Applications keep running while
+        # it restarts, and it resumes from Git; the guardrail's exemption says so in the object.
+    else:
+        # One replica of each controller keeps small stacks cheap; production runs two.
+        values["global"]["deploymentAnnotations"] = {IGNORE_ANNOTATION: SINGLE_REPLICA_EXEMPTION}
+    values["controller"]["statefulsetAnnotations"] = {IGNORE_ANNOTATION: SINGLE_REPLICA_EXEMPTION}
     return values
+
+
+def admin_secret_data(admin_password_bcrypt: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
+    """`argocd-secret`'s data: the admin password's bcrypt hash (Argo CD adds its own signing
+    key, `server.secretkey`, on first start)."""
+    return {"admin.password": pulumi.Output.secret(admin_password_bcrypt)}
 
 
 def repository_data(repo_url: str, token: pulumi.Input[str] | None) -> dict[str, pulumi.Input[str]]:
@@ -134,6 +218,20 @@ class ArgoCd(pulumi.ComponentResource):
         )
         self.admin_password = pulumi.Output.secret(password.result)
         namespace = owned_namespace(f"{name}-namespace", self, access, ARGOCD_NAMESPACE)
+        admin_secret = k8s.core.v1.Secret(
+            f"{name}-admin-secret",
+            metadata={
+                "name": ADMIN_SECRET,
+                "namespace": ARGOCD_NAMESPACE,
+                # What the chart's own argocd-secret carries: Argo CD finds it by these.
+                "labels": {
+                    "app.kubernetes.io/name": ADMIN_SECRET,
+                    "app.kubernetes.io/part-of": "argocd",
+                },
+            },
+            string_data=admin_secret_data(password.bcrypt_hash),
+            opts=k8s_opts(self, access, namespace),
+        )
         self.release = chart_release(
             f"{name}-release",
             self,
@@ -141,9 +239,9 @@ class ArgoCd(pulumi.ComponentResource):
             versions.ARGO_CD,
             namespace=namespace,
             charts=args.charts,
-            release_name="argocd",
-            values=release_values(args, pulumi.Output.secret(password.bcrypt_hash)),
-            depends_on=args.depends_on,
+            release_name=RELEASE,
+            values=release_values(args),
+            depends_on=[admin_secret, *args.depends_on],
         )
         repo_url = args.config.gitops.repo_url
         data = repository_data(repo_url, args.gitops_token)

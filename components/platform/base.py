@@ -11,8 +11,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.cluster_access import ClusterAccess
+from components.platform import sizing
 from components.versions import ChartPin
 
+IGNORE_ANNOTATION = "policy.gitops-platform/ignore"
+"""Names the guardrails an object is exempt from (policy/engine.py), reviewed with the object."""
+SINGLE_REPLICA_EXEMPTION = "replicas-min-2"
+"""What a small stack's one-replica controllers are exempt from (components/platform/sizing.py)."""
 RELEASE_TIMEOUT_SECONDS = 900
 """Rancher and a first cert-manager install take several minutes on a fresh cluster."""
 
@@ -129,3 +134,42 @@ def create_chain(
             custom_resource(f"{prefix}-{role}", parent, access, manifest, *after, *created[-1:])
         )
     return created
+
+
+def spread_over_nodes(match_labels: Mapping[str, str]) -> dict[str, Any]:
+    """`affinity` that keeps every pod `match_labels` selects on a node of its own: replicas on
+    one node would die together when it is drained or lost."""
+    return {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": dict(match_labels)},
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ]
+        }
+    }
+
+
+def controller_values(
+    release: str,
+    workload: str,
+    size: sizing.Size,
+    match_labels: Mapping[str, str],
+    annotations_key: str,
+) -> dict[str, Any]:
+    """What a controller Deployment's section of cert-manager's or External Secrets' values
+    (they share the keys) needs at a size: replicas, requests and limits, and with more than one
+    replica a disruption budget and one node per replica. One replica (small stacks) carries the
+    replicas-min-2 exemption on the object, under the chart's `annotations_key`."""
+    count = sizing.replicas(release, workload, size)
+    values: dict[str, Any] = {
+        "replicaCount": count,
+        "resources": sizing.resources(release, workload, size),
+    }
+    if count > 1:
+        values["podDisruptionBudget"] = {"enabled": True, "maxUnavailable": 1}
+        values["affinity"] = spread_over_nodes(match_labels)
+    else:
+        values[annotations_key] = {IGNORE_ANNOTATION: SINGLE_REPLICA_EXEMPTION}
+    return values

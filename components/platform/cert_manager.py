@@ -29,7 +29,15 @@ import pulumi_aws as aws
 
 from components import versions
 from components.cluster_access import CONTROL_PLANE_SELECTOR, SERVER_TOLERATIONS, ClusterAccess
-from components.platform.base import ChartSource, chart_release, create_chain, owned_namespace
+from components.platform import sizing
+from components.platform.base import (
+    IGNORE_ANNOTATION,
+    ChartSource,
+    chart_release,
+    controller_values,
+    create_chain,
+    owned_namespace,
+)
 
 NAMESPACE = "cert-manager"
 STAGING_ISSUER = "letsencrypt-staging"
@@ -41,7 +49,6 @@ ACME_DIRECTORIES = {
 }
 INGRESS_CLASS = "traefik"
 """K3s's bundled ingress controller; HTTP-01 solver Ingresses must use it."""
-IGNORE_ANNOTATION = "policy.gitops-platform/ignore"
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,19 @@ def release_values(args: CertManagerArgs) -> dict[str, Any]:
     # The CRDs go with the release, so `pulumi destroy` leaves nothing behind. The release is
     # never replaced (fixed name and namespace), so only a destroy uninstalls it.
     values: dict[str, Any] = {"crds": {"enabled": True, "keep": False}}
+    size = sizing.size_of(args.production)
+    for workload, section in (
+        ("controller", None),
+        ("webhook", "webhook"),
+        ("cainjector", "cainjector"),
+    ):
+        labels = {"app.kubernetes.io/instance": NAMESPACE, "app.kubernetes.io/component": workload}
+        part = controller_values(NAMESPACE, workload, size, labels, "deploymentAnnotations")
+        if section is None:
+            values |= part
+        else:
+            values[section] = part
+    values["startupapicheck"] = {"resources": sizing.resources(NAMESPACE, "startupapicheck", size)}
     if args.zone is not None:
         # Route53 credentials come from the node role through IMDS; only the servers' role may
         # change the zone, so the controller runs there.

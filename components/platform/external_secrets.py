@@ -10,7 +10,14 @@ import pulumi
 
 from components import versions
 from components.cluster_access import ClusterAccess
-from components.platform.base import ChartSource, chart_release, custom_resource, owned_namespace
+from components.platform import sizing
+from components.platform.base import (
+    ChartSource,
+    chart_release,
+    controller_values,
+    custom_resource,
+    owned_namespace,
+)
 from components.vault.bootstrap import (
     AUDIENCE,
     EXTERNAL_SECRETS_NAMESPACE,
@@ -21,6 +28,8 @@ from components.vault.bootstrap import (
 )
 
 STORE_NAME = "vault"
+RELEASE = "external-secrets"
+"""Also the sizing table's name of the release (components/platform/sizing.py)."""
 KUBERNETES_AUTH_MOUNT = "kubernetes"
 
 
@@ -37,6 +46,8 @@ class ExternalSecretsArgs:
     """The Vault bootstrap: the store's role must exist before ESO logs in with it."""
     charts: ChartSource = ChartSource()
     """Where the release's chart comes from (`platform:charts`)."""
+    production: bool = False
+    """Two replicas of each controller, on different nodes; one otherwise."""
 
     def __post_init__(self) -> None:
         if not self.vault_address.startswith("https://"):
@@ -80,6 +91,34 @@ def cluster_secret_store(args: ExternalSecretsArgs) -> dict[str, Any]:
     }
 
 
+WORKLOADS = {
+    "controller": (None, "external-secrets"),
+    "webhook": ("webhook", "external-secrets-webhook"),
+    "cert-controller": ("certController", "external-secrets-cert-controller"),
+}
+"""Workload -> (its section of the values, None for the top level; its pods' name label)."""
+
+
+def release_values(production: bool) -> dict[str, Any]:
+    size = sizing.size_of(production)
+    values: dict[str, Any] = {
+        "installCRDs": True,
+        # Replicas of the controller and the cert controller take turns through a lease.
+        "leaderElect": True,
+    }
+    for workload, (section, name) in WORKLOADS.items():
+        labels = {
+            "app.kubernetes.io/name": name,
+            "app.kubernetes.io/instance": EXTERNAL_SECRETS_SERVICE_ACCOUNT,
+        }
+        part = controller_values(RELEASE, workload, size, labels, "deploymentAnnotations")
+        if section is None:
+            values |= part
+        else:
+            values[section] = part
+    return values
+
+
 class ExternalSecrets(pulumi.ComponentResource):
     """The operator (release `external-secrets`, so its service account has the role's name)."""
 
@@ -102,7 +141,7 @@ class ExternalSecrets(pulumi.ComponentResource):
             namespace=namespace,
             charts=args.charts,
             release_name=EXTERNAL_SECRETS_SERVICE_ACCOUNT,
-            values={"installCRDs": True},
+            values=release_values(args.production),
         )
         self.store = custom_resource(
             f"{name}-store",

@@ -95,27 +95,29 @@ RESOURCES: dict[str, dict[str, dict[Size, Request]]] = {
     },
 }
 
-# release -> workload -> size -> replicas. Two keep a controller (and its webhook) answering
-# through a node drain; Vault's Raft and Redis Sentinel need three for a quorum that survives one.
+# release -> workload -> size -> replicas. Production runs three of everything: a controller (and
+# its webhook) keeps two answering through a node drain, as the production stack's policy asks of
+# every workload (stacks/Pulumi.prod.yaml, replicas-min-2), and Vault's Raft and Redis Sentinel
+# need three for a quorum that survives the loss of one.
 REPLICAS: dict[str, dict[str, dict[Size, int]]] = {
     "cert-manager": {
-        "controller": {"small": 1, "ha": 2},
-        "webhook": {"small": 1, "ha": 2},
-        "cainjector": {"small": 1, "ha": 2},
+        "controller": {"small": 1, "ha": 3},
+        "webhook": {"small": 1, "ha": 3},
+        "cainjector": {"small": 1, "ha": 3},
     },
     "external-secrets": {
-        "controller": {"small": 1, "ha": 2},
-        "webhook": {"small": 1, "ha": 2},
-        "cert-controller": {"small": 1, "ha": 2},
+        "controller": {"small": 1, "ha": 3},
+        "webhook": {"small": 1, "ha": 3},
+        "cert-controller": {"small": 1, "ha": 3},
     },
     "vault": {"server": {"small": 1, "ha": 3}},
     "argocd": {
-        "server": {"small": 1, "ha": 2},
-        "repo-server": {"small": 1, "ha": 2},
-        "applicationset-controller": {"small": 1, "ha": 2},
+        "server": {"small": 1, "ha": 3},
+        "repo-server": {"small": 1, "ha": 3},
+        "applicationset-controller": {"small": 1, "ha": 3},
         "redis-ha": {"small": 0, "ha": 3},
     },
-    "rancher": {"rancher": {"small": 1, "ha": 2}},
+    "rancher": {"rancher": {"small": 1, "ha": 3}},
 }
 
 

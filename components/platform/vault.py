@@ -23,7 +23,10 @@ from components.cluster_access import (
     AwsFacts,
     ClusterAccess,
 )
+from components.platform import sizing
 from components.platform.base import (
+    IGNORE_ANNOTATION,
+    SINGLE_REPLICA_EXEMPTION,
     ChartSource,
     chart_release,
     create_chain,
@@ -94,7 +97,7 @@ class VaultArgs:
 
     @property
     def replicas(self) -> int:
-        return 3 if self.production else 1
+        return sizing.replicas("vault", "server", sizing.size_of(self.production))
 
 
 def tls_paths(flavor: Flavor) -> dict[str, str]:
@@ -140,6 +143,23 @@ SERVER_UID = 100
 """The user both images run the server as; only that user (or root) may signal it."""
 
 
+SERVER_SECURITY_CONTEXT = {
+    "pod": {
+        "runAsNonRoot": True,
+        "runAsUser": SERVER_UID,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+    "container": {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    },
+}
+"""The chart's defaults (user 100, group 1000) plus what Pod Security "restricted" asks."""
+
+
 def tls_reloader(flavor: Flavor, cert: str | None = None, interval: float = 60) -> dict[str, Any]:
     """A sidecar that sends SIGHUP when cert-manager renews the listener's certificate: the server
     reads its certificate only at start and on SIGHUP, and the chart's OnDelete update strategy
@@ -163,13 +183,14 @@ def tls_reloader(flavor: Flavor, cert: str | None = None, interval: float = 60) 
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "resources": {
-            "requests": {"cpu": "5m", "memory": "8Mi"},
-            "limits": {"cpu": "10m", "memory": "16Mi"},
-        },
+        "resources": sizing.resources("vault", "tls-reloader", "small"),
         "volumeMounts": [
             {"name": "tls", "mountPath": tls_paths(flavor)["folder"], "readOnly": True}
         ],
+        # Vault's Services select the whole pod: the sidecar is ready once the certificate is
+        # mounted, and leaves with the server.
+        "readinessProbe": {"exec": {"command": ["test", "-s", cert]}, "periodSeconds": 10},
+        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
     }
 
 
@@ -229,6 +250,7 @@ def release_values(
     `hostname`, the public Ingress."""
     flavor = FLAVORS[args.flavor]
     tls = tls_paths(flavor)
+    size = sizing.size_of(args.production)
     server: dict[str, Any] = {
         "ha": {
             "enabled": True,
@@ -249,7 +271,15 @@ def release_values(
         # The reloader must see the server's process to signal it.
         "shareProcessNamespace": True,
         "extraContainers": [tls_reloader(flavor)],
+        "resources": sizing.resources("vault", "server", size),
+        "statefulSet": {"securityContext": SERVER_SECURITY_CONTEXT},
     }
+    # The server writes only its Raft data (a volume) and the config the chart's start command
+    # copies to /tmp, so the image runs with a read-only root filesystem and /tmp in memory.
+    server["volumes"].append({"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}})
+    server["volumeMounts"].append({"name": "tmp", "mountPath": "/tmp"})
+    if size == "small":
+        server["annotations"] = {IGNORE_ANNOTATION: SINGLE_REPLICA_EXEMPTION}
     if args.production:
         server["affinity"] = {
             "podAntiAffinity": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pulumi.runtime import rpc
 
 from components.platform.cert_manager import CertManagerArgs, issuer_manifests
 from components.platform.dns import apps_domain, hostname
@@ -20,6 +21,17 @@ from tests.platform.conftest import (
 RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
+def is_secret(value) -> bool:
+    """Whether the value or any part of it is a secret: a preview would show it as one."""
+    if rpc.is_rpc_secret(value):
+        return True
+    if isinstance(value, dict):
+        return any(is_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(is_secret(v) for v in value)
+    return False
+
+
 def values(rec, name):
     return unwrap(rec.one(f"platform-{name}-release").inputs["values"])
 
@@ -29,17 +41,33 @@ def test_production_values_are_highly_available(platforms):
     rancher = values(prod, "rancher")
     assert (rancher["replicas"], rancher["antiAffinity"]) == (3, "required")
     assert values(dev, "rancher")["replicas"] == 1
+    budget = unwrap(prod.one("platform-rancher-pdb").inputs)
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "rancher"}}}
+    assert "platform-rancher-pdb" not in dev.resources
     argocd = values(prod, "argocd")
-    assert argocd["redis-ha"] == {"enabled": True}
-    assert (
-        min(
-            argocd["server"]["replicas"],
-            argocd["repoServer"]["replicas"],
-            argocd["applicationSet"]["replicas"],
-        )
-        >= 2
-    )
+    assert argocd["redis-ha"]["enabled"] and argocd["redis-ha"]["hardAntiAffinity"]
+    assert argocd["global"]["affinity"] == {"podAntiAffinity": "hard"}
+    for section in ("server", "repoServer", "applicationSet"):
+        assert argocd[section]["replicas"] >= 2, section
+        assert argocd[section]["pdb"] == {"enabled": True, "maxUnavailable": 1}, section
     assert "redis-ha" not in values(dev, "argocd")
+    for release, sections in (
+        ("cert-manager", (None, "webhook", "cainjector")),
+        ("external-secrets", (None, "webhook", "certController")),
+    ):
+        for section in sections:
+            part = values(prod, release)
+            part = part if section is None else part[section]
+            assert part["replicaCount"] >= 2, (release, section)
+            assert part["podDisruptionBudget"] == {"enabled": True, "maxUnavailable": 1}
+            term = part["affinity"]["podAntiAffinity"][
+                "requiredDuringSchedulingIgnoredDuringExecution"
+            ]
+            assert term[0]["topologyKey"] == "kubernetes.io/hostname"
+            small = values(dev, release)
+            small = small if section is None else small[section]
+            assert small["replicaCount"] == 1 and "affinity" not in small
+    assert values(prod, "external-secrets")["leaderElect"] is True
     vault = values(prod, "vault")["server"]
     assert vault["ha"]["replicas"] == 3
     assert vault["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
@@ -134,8 +162,21 @@ def test_no_plaintext_secrets_in_inputs(platforms):
     repo = unwrap(platforms["dev"].one("platform-argocd-repo").inputs)
     assert repo["stringData"]["password"] == GITOPS_TOKEN
     assert repo["metadata"]["labels"] == {"argocd.argoproj.io/secret-type": "repository"}
-    admin = values(platforms["dev"], "argocd")["configs"]["secret"]
-    assert admin["argocdServerAdminPassword"] == BCRYPT
+    # The passwords live in Secrets the stack owns; the values only name them.
+    assert values(platforms["dev"], "argocd")["configs"]["secret"] == {"createSecret": False}
+    admin = unwrap(platforms["dev"].one("platform-argocd-admin-secret").inputs)
+    assert admin["metadata"]["name"] == "argocd-secret"
+    assert admin["stringData"] == {"admin.password": BCRYPT}
+    assert "platform-argocd-admin-secret" in platforms["dev"].dependencies(
+        "platform-argocd-release"
+    )
+    bootstrap = unwrap(platforms["dev"].one("platform-rancher-bootstrap-secret").inputs)
+    assert bootstrap["stringData"] == {"bootstrapPassword": PASSWORD}
+    (env,) = values(platforms["dev"], "rancher")["extraEnv"]
+    assert env["valueFrom"]["secretKeyRef"]["name"] == bootstrap["metadata"]["name"]
+    for stack, rec in platforms.items():
+        for release in rec.by_type(RELEASE):
+            assert not is_secret(release.inputs["values"]), f"{stack}: {release.name}"
 
 
 def test_hostnames_sslip_and_domain(platforms):

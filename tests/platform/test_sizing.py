@@ -28,10 +28,10 @@ def test_every_container_of_the_table_passes_the_resource_rules(size):
     assert found == []
 
 
-def test_production_runs_every_controller_twice_and_quorums_three_times():
+def test_production_runs_three_of_every_controller():
     for release, workloads in sizing.REPLICAS.items():
         for workload, counts in workloads.items():
-            assert counts["ha"] >= 2, (release, workload)
+            assert counts["ha"] >= 3, (release, workload)
     assert sizing.replicas("vault", "server", "ha") == 3
     assert sizing.replicas("argocd", "redis-ha", "ha") == 3
 
