@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from components.config import ConfigError
+from cost import levers
 from cost.estimate import UnknownPrice, eks_comparison, estimate
 from synth.core import stack_name, synthesize
 
@@ -45,10 +46,20 @@ def main(argv: list[str] | None = None) -> int:
         metavar="STACK",
         help="print the docs table comparing these stacks with EKS",
     )
+    parser.add_argument(
+        "--levers",
+        nargs="*",
+        type=stack_name,
+        metavar="STACK",
+        help="print the docs tables of what each lever of cost/levers.yaml is worth",
+    )
     args = parser.parse_args(argv)
     try:
         if args.markdown is not None:
             print(markdown(args.markdown or ["dev", "prod"]), end="")
+            return 0
+        if args.levers is not None:
+            print(levers.markdown(args.levers or ["dev", "prod"]), end="")
             return 0
         result, est, eks = stack_estimates(args.stack)
     except ConfigError as exc:
