@@ -32,7 +32,6 @@ from components.k3s.userdata import (
 from components.log_archive import LogArchive
 from components.network import Network, fixed_address
 from cost.catalogue import instance_types
-from cost.catalogue import instance_types
 
 API_PORT = 6443
 INGRESS_PORTS = (80, 443)
@@ -61,31 +60,6 @@ def metadata_options(hop_limit: int) -> dict:
         "http_put_response_hop_limit": hop_limit,
         "instance_metadata_tags": "disabled",
     }
-
-
-SPOT_REQUEST_VALID_UNTIL = "2036-01-01T00:00:00Z"
-"""EC2 closes a persistent Spot request 7 days after it is made unless told otherwise, and a
-closed request no longer starts the server it stopped: this keeps it open for the server's life."""
-
-
-def spot_server_market() -> dict:
-    """A persistent Spot request that stops the server on interruption and starts it again when
-    capacity returns, so its root volume (etcd, Vault's data) and private address survive."""
-    return {
-        "market_type": "spot",
-        "spot_options": {
-            "spot_instance_type": "persistent",
-            "instance_interruption_behavior": "stop",
-            "valid_until": SPOT_REQUEST_VALID_UNTIL,
-        },
-    }
-
-
-def credit_specification(instance_type: str, spot: bool) -> dict | None:
-    """Standard CPU credits for T types on Spot, as AWS's Spot pricing page advises: in the
-    default unlimited mode their use above the baseline is billed on top of the Spot price."""
-    spec = instance_types().get(instance_type)
-    return {"cpu_credits": "standard"} if spot and spec is not None and spec.burstable else None
 
 
 SPOT_REQUEST_VALID_UNTIL = "2036-01-01T00:00:00Z"
@@ -355,10 +329,6 @@ class K3sCluster(pulumi.ComponentResource):
                 iam_instance_profile=server_profile.name,
                 user_data=user_data,
                 metadata_options=metadata_options(SERVER_HOP_LIMIT),
-                instance_market_options=spot_server_market() if cfg.server_spot else None,
-                credit_specification=credit_specification(
-                    cfg.server_instance_type, cfg.server_spot
-                ),
                 instance_market_options=spot_server_market() if cfg.server_spot else None,
                 credit_specification=credit_specification(
                     cfg.server_instance_type, cfg.server_spot
@@ -857,9 +827,6 @@ class K3sCluster(pulumi.ComponentResource):
             vpc_security_group_ids=[self.nodes_sg.id],
             user_data=user_data,
             metadata_options=metadata_options(AGENT_HOP_LIMIT),
-            credit_specification=credit_specification(
-                agents.instance_type, agents.spot_percentage > 0
-            ),
             credit_specification=credit_specification(
                 agents.instance_type, agents.spot_percentage > 0
             ),
