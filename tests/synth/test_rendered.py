@@ -1,0 +1,159 @@
+"""The synth renders every release with the real pinned chart: readable values, strict objects,
+HA in production, requests and limits everywhere, and a capacity check that can fail."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from components.platform import sizing
+from cost.catalogue import instance_types, priced_types
+from synth import charts
+from tests.conftest import REPO, STACKS
+
+POD_KINDS = {"Deployment": "spec", "StatefulSet": "spec", "DaemonSet": "spec", "Job": "spec"}
+
+
+@pytest.fixture(scope="module")
+def rendered_dirs(synth_dirs):
+    if charts.chart_folder() is None:
+        import os
+
+        reason = f"no chart cache at {charts.cache_dir()}: `make charts` fills it"
+        if os.environ.get("REQUIRE_ALL_TOOLS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return synth_dirs
+
+
+def objects(folder, release=None):
+    files = sorted((folder / "rendered").glob(f"{release or '*'}.yaml"))
+    return [o for f in files for o in yaml.safe_load_all(f.read_text()) if o]
+
+
+def pod_spec(obj):
+    return obj["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_release_renders_from_readable_values(rendered_dirs, stack):
+    folder = rendered_dirs[stack]
+    releases = json.loads((folder / "helm" / "releases.json").read_text())
+    assert releases
+    for entry in releases:
+        values = yaml.safe_load((folder / "helm" / f"{entry['name']}.values.yaml").read_text())
+        assert isinstance(values, dict), f"{entry['name']}: the values are one secret"
+        assert "[secret]" not in json.dumps(values), entry["name"]
+        assert objects(folder, entry["name"]), entry["name"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_rendered_container_has_requests_limits_and_no_escalation(rendered_dirs, stack):
+    for obj in objects(rendered_dirs[stack]):
+        if obj["kind"] not in POD_KINDS:
+            continue
+        spec = pod_spec(obj)
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            where = f"{obj['kind']}/{obj['metadata']['name']}/{container['name']}"
+            if (obj["metadata"]["name"], obj["kind"]) in {
+                ("rancher-post-delete", "Job"),
+                ("rancher-pre-upgrade", "Job"),
+            }:
+                continue  # synth.charts.CHART_EXEMPTIONS: the chart has no value for these
+            resources = container.get("resources") or {}
+            for part in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(resources.get(part) or {}), where
+            if obj["metadata"]["namespace"] != "cattle-system":
+                assert container["securityContext"]["allowPrivilegeEscalation"] is False, where
+                assert "ALL" in container["securityContext"]["capabilities"]["drop"], where
+
+
+def test_production_runs_every_platform_controller_highly_available(rendered_dirs):
+    found = objects(rendered_dirs["prod"])
+    budgets = [o for o in found if o["kind"] == "PodDisruptionBudget"]
+    for obj in found:
+        if obj["kind"] not in ("Deployment", "StatefulSet"):
+            continue
+        name = obj["metadata"]["name"]
+        if name == "argocd-application-controller":
+            # Shards clusters; exempt in its own annotations (components/platform/argocd.py).
+            continue
+        assert obj["spec"]["replicas"] >= 2, name
+        labels = obj["spec"]["template"]["metadata"]["labels"]
+        terms = pod_spec(obj)["affinity"]["podAntiAffinity"][
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ]
+        assert any(t["topologyKey"] == "kubernetes.io/hostname" for t in terms), name
+        if name != "rancher":  # its budget is a Pulumi object (manifests/)
+            assert any(
+                b["metadata"]["namespace"] == obj["metadata"]["namespace"]
+                and all(
+                    labels.get(k) == v
+                    for k, v in b["spec"]["selector"].get("matchLabels", {}).items()
+                )
+                for b in budgets
+            ), name
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_capacity_fits_with_headroom(rendered_dirs, stack):
+    report = json.loads((rendered_dirs[stack] / "capacity.json").read_text())
+    servers = report["groups"]["servers"]
+    assert servers["nodes"] >= 1 and re.fullmatch(r"\d+m", servers["allocatable"]["cpu"])
+    assert re.fullmatch(r"\d+(Mi|Gi)", servers["requested"]["memory"])
+    for group in report["groups"].values():
+        if group["nodes"]:
+            assert group["headroom"]["memory"] >= 0.2
+
+
+def test_a_platform_that_does_not_fit_fails_the_synth(tmp_path, rendered_dirs):
+    text = (REPO / "stacks" / "Pulumi.dev.yaml").read_text()
+    # The smallest server the catalogue offers for the stack's architecture and region.
+    arch = re.search(r"\barch: (\S+)", text)[1]
+    region = re.search(r"aws:region: (\S+)", text)[1]
+    specs = instance_types()
+    tiny = min(priced_types(region, arch), key=lambda name: specs[name].memory_gib)
+    small = re.sub(r"serverInstanceType: \S+", f"serverInstanceType: {tiny}", text)
+    assert small != text
+    (tmp_path / "Pulumi.dev.yaml").write_text(small)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "synth",
+            "--stack",
+            "dev",
+            "--stack-file",
+            str(tmp_path / "Pulumi.dev.yaml"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "synth: platform-capacity: capacity/servers: " in run.stderr
+    report = json.loads((tmp_path / "out" / "capacity.json").read_text())
+    assert report["groups"]["servers"]["headroom"]["memory"] < 0.2
+
+
+def test_rendering_is_byte_identical(rendered_dirs, tmp_path, synth_results):
+    from synth.core import write
+
+    write(synth_results["dev"], tmp_path / "again")
+    for path in sorted((rendered_dirs["dev"] / "rendered").iterdir()):
+        assert (tmp_path / "again" / "rendered" / path.name).read_bytes() == path.read_bytes()
+
+
+def test_sizing_covers_the_single_replica_of_small_stacks(rendered_dirs):
+    for obj in objects(rendered_dirs["dev"]):
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            assert obj["spec"].get("replicas", 1) == 1, obj["metadata"]["name"]
+    assert sizing.replicas("argocd", "redis-ha", "small") == 0
