@@ -3,6 +3,7 @@
 import pulumi
 import pulumi_aws as aws
 
+from components import decommission
 from components.cluster_access import ClusterAccess
 from components.config import PlatformConfig, from_pulumi
 from components.existing_cluster import ExistingCluster, ExistingClusterArgs
@@ -30,7 +31,9 @@ def aws_cluster(cfg: PlatformConfig, opts: pulumi.ResourceOptions) -> ClusterAcc
     )
     node_policies = []
     if cfg.registry.active:
-        registry = Registry(f"{name}-registry", RegistryArgs(config=cfg.registry), opts=opts)
+        registry = Registry(
+            f"{name}-registry", RegistryArgs(config=cfg.registry, namespace=name), opts=opts
+        )
         node_policies.append(registry.pull_policy_arn)
         pulumi.export("registryUrls", registry.repository_urls)
     cluster = K3sCluster(
@@ -65,7 +68,10 @@ if config.target == "aws":
             }
         },
     )
-    aws_opts = pulumi.ResourceOptions(providers={"aws": provider})
+    aws_opts = pulumi.ResourceOptions(
+        providers={"aws": provider},
+        transformations=[decommission.release] if config.decommission else None,
+    )
     access = aws_cluster(config, aws_opts)
 else:
     assert config.local is not None

@@ -406,6 +406,9 @@ class PlatformConfig(Section):
     charts: ChartsConfig = ChartsConfig()
     monthly_budget_usd: float | None = Field(default=None, gt=0)
     """The cost estimate (make cost) must stay at or below this; checked by the policy pack."""
+    decommission: bool = False
+    """Lift every protection against deletion (components/decommission.py) so that the next
+    `pulumi destroy` removes the stack completely, snapshots, logs and images included."""
     policy: dict[str, Any] = Field(default_factory=dict)
     """Guardrail enforcement and thresholds per rule (policy/README.md, "Configuration")."""
 

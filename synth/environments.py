@@ -1,9 +1,10 @@
 """An environment is its stack file: what the file implies elsewhere is checked against it.
 
 Adding `stacks/Pulumi.<env>.yaml` is the only step to add an environment. The app overlays Argo CD
-selects by `platform:environment`, the environment's name itself and the names one AWS account and
-region can hold once are checked here, each problem as a `ConfigIssue` that says what to do; the
-CI matrices are generated from the same files (`python -m synth.environments`).
+selects by `platform:environment` and the environment's name itself are checked here, each problem
+as a `ConfigIssue` that says what to do; the CI matrices are generated from the same files
+(`python -m synth.environments`). Names AWS holds once per account and region carry the stack's
+name, so two stacks never claim the same one (tests/ops/test_unique_names.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from components.argocd import gitops
 from components.config import PlatformConfig, from_stack_file
@@ -19,7 +19,6 @@ from components.stack_file import ConfigError, ConfigIssue, StackFile, load, pri
 
 REPO = Path(__file__).resolve().parent.parent
 STACKS_DIR = REPO / "stacks"
-ACCOUNTS_KEY = "aws:allowedAccountIds"
 
 
 def stack_files(stacks_dir: Path = STACKS_DIR) -> dict[str, Path]:
@@ -71,60 +70,15 @@ def name_issues(stack: str, cfg: PlatformConfig) -> list[ConfigIssue]:
     ]
 
 
-def _accounts(values: dict[str, Any]) -> set[str] | None:
-    accounts = values.get(ACCOUNTS_KEY)
-    return {str(a) for a in accounts} if isinstance(accounts, list) and accounts else None
-
-
-def _may_share_an_account(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    ours, theirs = _accounts(a), _accounts(b)
-    return ours is None or theirs is None or bool(ours & theirs)
-
-
-def account_issues(
-    stack: str, file: StackFile, cfg: PlatformConfig, stacks_dir: Path = STACKS_DIR
-) -> list[ConfigIssue]:
-    """ECR repository names are unique per account and region: two stacks that may share both
-    cannot each create one (the second `pulumi up` fails with RepositoryAlreadyExistsException)."""
-    if not cfg.aws_region or not cfg.registry.active:
-        return []
-    issues = []
-    for other, path in stack_files(stacks_dir).items():
-        if other == stack or path.resolve() == file.path.resolve():
-            continue
-        try:
-            theirs_file = load(path)
-            theirs = from_stack_file(theirs_file)
-        except ConfigError:
-            continue  # its own synth reports it
-        if theirs.aws_region != cfg.aws_region or not theirs.registry.active:
-            continue
-        if not _may_share_an_account(file.values, theirs_file.values):
-            continue
-        for app in sorted(set(cfg.registry.apps) & set(theirs.registry.apps)):
-            issues.append(
-                ConfigIssue(
-                    "platform:registry.apps",
-                    f"ECR repository {printable(app)} is also created by stack {other} "
-                    f"({_relative(path, REPO)}) in {cfg.aws_region}, maybe in the same account: "
-                    f"remove it here and add {printable(stack)} to "
-                    f"platform:registry.environments of {other}, or set {ACCOUNTS_KEY} of both "
-                    "stacks to their different accounts (docs/registry.md)",
-                )
-            )
-    return issues
-
-
 def check(stack: str, file: StackFile, cfg: PlatformConfig) -> None:
     """Raise `ConfigError`, located in the stack file, for what the environment implies elsewhere.
 
-    The name and account checks apply to stack files named after a stack (`Pulumi.<stack>.yaml`),
-    which deploy beside the others; any other file is an example checked on its own."""
+    The name check applies to stack files named after a stack (`Pulumi.<stack>.yaml`), which
+    deploy beside the others; any other file is an example checked on its own."""
     named = file.path.name == f"Pulumi.{stack}.yaml"
     issues = [
         *(name_issues(stack, cfg) if named else []),
         *overlay_issues(cfg),
-        *(account_issues(stack, file, cfg) if named else []),
     ]
     if issues:
         raise file.located(ConfigError(issues))

@@ -60,6 +60,9 @@ class RegistryArgs:
 
     config: RegistryConfig
     """`platform:registry` of the stack; must be enabled and list at least one app."""
+    namespace: str
+    """Repositories are `<namespace>/<app>`: ECR names are unique per account and region, so
+    the stack's name keeps two stacks (or two forks) in one account from claiming the same one."""
 
 
 class Registry(pulumi.ComponentResource):
@@ -68,7 +71,8 @@ class Registry(pulumi.ComponentResource):
     repositories: dict[str, aws.ecr.Repository]
     """App name -> its repository."""
     repository_urls: pulumi.Output[dict[str, str]]
-    """App name -> `<account>.dkr.ecr.<region>.amazonaws.com/<app>`, where CI pushes."""
+    """App name -> `<account>.dkr.ecr.<region>.amazonaws.com/<namespace>/<app>`, where CI
+    pushes."""
     pull_policy_document: pulumi.Output[str]
     """IAM policy JSON: pull from these repositories only, plus registry login."""
     pull_policy_arn: pulumi.Output[str]
@@ -91,7 +95,7 @@ class Registry(pulumi.ComponentResource):
         for app in args.config.apps:
             repo = aws.ecr.Repository(
                 f"{name}-repo-{_slug(app)}",
-                name=app,
+                name=f"{args.namespace}/{app}",
                 # Tags are never moved: a tag names one image for good, so what was tested is what
                 # runs, and "deployed" is recorded by adding a new tag per deployment.
                 image_tag_mutability="IMMUTABLE",
@@ -101,9 +105,11 @@ class Registry(pulumi.ComponentResource):
                 # (they come from Vault at run time). The type is fixed at creation: moving to a
                 # customer key later means replacing the repository.
                 encryption_configurations=[{"encryption_type": "AES256"}],
-                # Deleting the stack must not silently delete images that environments still run.
+                # Images are data that environments run: a destroy keeps the repository
+                # (protected) and would refuse to delete one that holds images; both are lifted
+                # only by platform:decommission.
                 force_delete=False,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, protect=True),
             )
             aws.ecr.LifecyclePolicy(
                 f"{name}-lifecycle-{_slug(app)}", repository=repo.name, policy=policy, opts=child

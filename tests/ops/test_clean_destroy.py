@@ -1,5 +1,5 @@
 """`pulumi destroy` leaves nothing behind: nothing inside the cluster can make AWS create resources
-that Pulumi does not know about (docs/operations.md, "Clean destroy")."""
+that Pulumi does not know about (docs/operations.md, "Destroy")."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from components.registry.lifecycle import lifecycle_policy_json
 ACCOUNT = "123456789012"
 CFG = RegistryConfig(apps=["shop/web", "shop-api"], environments=["dev", "prod"])
 REPO = "aws:ecr/repository:Repository"
+NAMESPACE = "platform-test"
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -54,7 +55,7 @@ def _deploy(cfg: RegistryConfig) -> dict[str, Any]:
 
     @pulumi.runtime.test
     def program() -> pulumi.Output:
-        registry = Registry("apps", RegistryArgs(config=cfg))
+        registry = Registry("apps", RegistryArgs(config=cfg, namespace=NAMESPACE))
         return pulumi.Output.all(
             document=registry.pull_policy_document,
             arn=registry.pull_policy_arn,
@@ -75,6 +76,7 @@ def test_repositories_are_immutable_scanned_encrypted_and_kept(mocks: RecordingM
         assert inputs["imageScanningConfiguration"] == {"scanOnPush": True}, name
         assert inputs["encryptionConfigurations"] == [{"encryptionType": "AES256"}], name
         assert inputs["forceDelete"] is False, name
+        assert inputs["name"].startswith(f"{NAMESPACE}/"), name
     for urn in outputs["repo_urns"]:
         assert "::platform:registry:Registry$aws:ecr/repository:Repository::" in urn, urn
 
@@ -83,7 +85,9 @@ def test_every_repository_gets_the_generated_lifecycle_policy(mocks: RecordingMo
     _deploy(CFG)
     policies = mocks.inputs("aws:ecr/lifecyclePolicy:LifecyclePolicy")
     assert sorted(policies) == ["apps-lifecycle-shop--web", "apps-lifecycle-shop-api"]
-    assert sorted(p["repository"] for p in policies.values()) == sorted(CFG.apps)
+    assert sorted(p["repository"] for p in policies.values()) == sorted(
+        f"{NAMESPACE}/{app}" for app in CFG.apps
+    )
     assert {p["policy"] for p in policies.values()} == {lifecycle_policy_json(CFG)}
 
 
@@ -93,12 +97,15 @@ def test_pull_policy_covers_exactly_these_repositories(mocks: RecordingMocks) ->
     assert pull["Effect"] == "Allow"
     assert sorted(pull["Action"]) == sorted(PULL_ACTIONS)
     assert sorted(pull["Resource"]) == sorted(
-        f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/{app}" for app in CFG.apps
+        f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/{NAMESPACE}/{app}" for app in CFG.apps
     )
     assert (login["Action"], login["Resource"]) == ("ecr:GetAuthorizationToken", "*")
     assert mocks.inputs("aws:iam/policy:Policy")["apps-pull"]["policy"] == outputs["document"]
     assert outputs["arn"] == f"arn:aws:iam::{ACCOUNT}:policy/apps-pull"
-    assert outputs["urls"]["shop/web"] == f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/shop/web"
+    assert (
+        outputs["urls"]["shop/web"]
+        == f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{NAMESPACE}/shop/web"
+    )
 
 
 @pytest.mark.parametrize(
@@ -111,7 +118,7 @@ def test_pull_policy_covers_exactly_these_repositories(mocks: RecordingMocks) ->
 )
 def test_inactive_config_is_refused(mocks: RecordingMocks, cfg: RegistryConfig) -> None:
     with pytest.raises(ValueError, match="platform:registry"):
-        Registry("apps", RegistryArgs(config=cfg))
+        Registry("apps", RegistryArgs(config=cfg, namespace=NAMESPACE))
     assert mocks.resources == []
 
 

@@ -106,6 +106,7 @@ def test_stateful_resources_are_protected(synth_results, stack):
         "aws:kms/key:Key",
         "aws:s3/bucket:Bucket",
         "aws:secretsmanager/secret:Secret",
+        "aws:ecr/repository:Repository",
     }
     (key,) = result.of_type("aws:kms/key:Key")
     assert key.inputs["enableKeyRotation"] is True
@@ -256,12 +257,16 @@ def test_node_roles_are_least_privilege(synth_results, stack):
     assert attachments == {"arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore", pull_arn}
     statements = json.loads(pull.inputs["policy"])["Statement"]
     repos = {r.inputs["name"] for r in result.of_type("aws:ecr/repository:Repository")}
-    assert repos == {"hello"}
+    assert repos == {f"gitops-platform-{stack}/hello"}
     scoped = [s for s in statements if s["Resource"] != "*"]
     assert {
         a for s in statements if s["Resource"] == "*" for a in [s["Action"]] if isinstance(a, str)
     } <= {"ecr:GetAuthorizationToken"}
-    assert all(r.endswith(":repository/hello") for s in scoped for r in s["Resource"])
+    assert all(
+        r.endswith(f":repository/gitops-platform-{stack}/hello")
+        for s in scoped
+        for r in s["Resource"]
+    )
 
 
 def test_agents_get_their_own_secret_and_spot_share(synth_results):

@@ -17,8 +17,6 @@ from synth.__main__ import main as synth_main
 from tests.conftest import REPO, STACKS
 
 DEV = REPO / "stacks" / "Pulumi.dev.yaml"
-OWN_ACCOUNT = "000011112222"
-"""An account no shipped stack names."""
 
 
 def _stack_file(folder: Path, stack: str, **changes) -> Path:
@@ -47,19 +45,13 @@ def test_a_copied_stack_file_names_each_thing_to_do(tmp_path):
     path = _stack_file(tmp_path, "perf")
     lines = _issues("perf", path)
     # The overlays checked are those of the environment the file names: dev's exist.
-    name, registry = lines
+    (name,) = lines
     assert name.startswith(f"{path}:") and "platform:environment: dev in the stack file" in name
     assert name.endswith("set platform:environment: perf")
-    assert "ECR repository hello is also created by stack dev" in registry
-    assert "add perf to platform:registry.environments of dev" in registry
 
 
 def test_a_missing_overlay_names_the_app_and_the_path_to_create(tmp_path):
-    path = _stack_file(
-        tmp_path,
-        "perf",
-        **{"platform:environment": "perf", "aws:allowedAccountIds": [OWN_ACCOUNT]},
-    )
+    path = _stack_file(tmp_path, "perf", **{"platform:environment": "perf"})
     apps = sorted(p.name for p in (REPO / "argocd-apps" / gitops.APPS_DIR).iterdir() if p.is_dir())
     assert [line.split(": ", 2)[2] for line in _issues("perf", path)] == [
         f"app {app} has no overlay for perf, so Argo CD would not deploy it: create "
@@ -82,30 +74,14 @@ def test_every_app_of_the_tree_is_checked(tmp_path):
     )
 
 
-def test_stacks_in_different_accounts_may_each_own_a_repository(tmp_path):
-    path = _stack_file(
-        tmp_path,
-        "perf",
-        **{"platform:environment": "perf", "aws:allowedAccountIds": [OWN_ACCOUNT]},
-    )
-    file = load(path)
-    assert environments.account_issues("perf", file, from_stack_file(file)) == []
-    shared = _stack_file(
-        tmp_path,
-        "qa",
-        **{"platform:environment": "qa", "aws:allowedAccountIds": ["111122223333"]},
-    )
-    file = load(shared)
-    (issue,) = environments.account_issues("qa", file, from_stack_file(file))
-    assert issue.key == "platform:registry.apps" and "stack dev" in issue.message
-
-
 def test_the_synth_prints_one_line_per_problem_and_writes_nothing(tmp_path, capsys):
-    path = _stack_file(tmp_path, "perf")
+    path = _stack_file(tmp_path, "perf", **{"platform:environment": "qa"})
     out = tmp_path / "out"
     assert synth_main(["--stack-file", str(path), "--out", str(out)]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 2 and all(line.startswith(f"synth: {path}:") for line in err)
+    apps = [p for p in (REPO / "argocd-apps" / gitops.APPS_DIR).iterdir() if p.is_dir()]
+    assert len(err) == 1 + len(apps), err
+    assert all(line.startswith(f"synth: {path}:") for line in err)
     assert not out.exists()
 
 
