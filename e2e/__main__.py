@@ -30,6 +30,7 @@ from typing import Any
 from components import versions
 from e2e import cluster as control_plane
 from e2e.tools import build
+from synth import charts
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -57,7 +58,8 @@ def say(message: str) -> None:
 
 
 def chart_directory() -> Path:
-    folder = Path(os.environ.get("E2E_CHARTS", SHARED / "charts"))
+    # The synth's chart cache (`make charts`) when it holds every pin, else the offline mirror.
+    folder = Path(os.environ.get("E2E_CHARTS") or charts.chart_folder() or SHARED / "charts")
     if not folder.is_dir():
         raise E2eError(
             f"no chart directory at {folder}: set E2E_CHARTS to a folder of packaged charts"
