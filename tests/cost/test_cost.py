@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from components import config
@@ -224,3 +226,23 @@ def test_make_cost_shows_the_budget_and_fails_above_it(monkeypatch, capsys):
     )
     assert cli.main(["--stack", "dev"]) == 1
     assert "$5.00/month: OVER" in capsys.readouterr().out
+
+
+def test_docs_capacity_is_the_synths(synth_dirs):
+    """docs/cost.md's capacity table is what the synth's capacity check finds on the nodes."""
+    doc = (REPO / "docs" / "cost.md").read_text()
+    for stack in TARGETS:
+        path = synth_dirs[stack] / "capacity.json"
+        if not path.exists():
+            pytest.skip("no chart cache: the synth wrote no capacity.json (make charts)")
+        for name, group in json.loads(path.read_text())["groups"].items():
+            if not group["nodes"]:
+                continue
+            alloc, req, room = group["allocatable"], group["requested"], group["headroom"]
+            row = (
+                f"| `{stack}` {name} | {group['nodes']} x {group['instanceType']} "
+                f"| {alloc['cpu']}, {alloc['memory']} | {req['cpu']}, {req['memory']} "
+                f"| {room['cpu']:.0%}, {room['memory']:.0%} |"
+            ).replace("%", " %")
+            assert row in doc, f"update docs/cost.md's capacity table: {row}"
+            assert room["memory"] >= 0.2, f"{stack} {name}: under 20 % memory headroom"
