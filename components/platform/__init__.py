@@ -131,6 +131,7 @@ class Platform(pulumi.ComponentResource):
                     ca_secret=vault.ca_secret,
                     bucket=access.aws.snapshot_bucket,
                     region=access.aws.region,
+                    flavor=services.secrets_server,
                 ),
                 depends_on=[vault.bootstrap],
                 opts=child,

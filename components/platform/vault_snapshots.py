@@ -1,61 +1,69 @@
 """Scheduled Raft snapshots of Vault to the cluster's S3 bucket (prefix `vault/`), with retention.
 
-Automated snapshots are a Vault Enterprise feature, so a CronJob runs the same code the test suite
-runs against a real OpenBao server: `python -m components.vault.snapshot backup`. The code comes
-from a ConfigMap and its pinned dependencies are installed into an emptyDir by an init container,
-so no custom image has to be built. The job runs on the servers, whose role alone may write
-`vault/` in the bucket; it logs in to Vault as the `raft-snapshot` role, which can read snapshots
-and nothing else.
+Automated snapshots are a Vault Enterprise feature, so a CronJob takes them with tools that
+already ship in public images, installing nothing at run time: an init container runs the
+server's own image (the `vault` / `bao` CLI that matches the server) to log in as the
+`raft-snapshot` role and save a snapshot into a memory-backed volume; the container then runs the
+AWS CLI image to upload it under a sortable key and delete all but the newest `keep`. The job runs
+on the servers, whose role alone may write `vault/` in the bucket; the role can read snapshots
+and nothing else. Restores are an operator's task: `python -m components.vault.snapshot restore`
+(docs/vault.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components import versions
 from components.cluster_access import CONTROL_PLANE_SELECTOR, SERVER_TOLERATIONS, ClusterAccess
 from components.platform.base import k8s_opts
 from components.vault.bootstrap import AUDIENCE, SNAPSHOT_ROLE, SNAPSHOT_SERVICE_ACCOUNT
 
-REPO = Path(__file__).resolve().parents[2]
-MODULES = (
-    "components/__init__.py",
-    "components/vault/__init__.py",
-    "components/vault/bootstrap.py",
-    "components/vault/snapshot.py",
-)
-"""The files `python -m components.vault.snapshot` imports."""
-IMAGE = "python:3.11.7-slim-bookworm"
-"""The interpreter version the test suite runs the snapshot code with."""
-REQUIREMENTS = (
-    "hvac==2.4.0",
-    "requests==2.34.2",
-    "urllib3==2.8.0",
-    "certifi==2026.10.19.post1",
-    "idna==3.20",
-    "charset-normalizer==3.5.3",
-    "boto3==1.44.8",
-    "botocore==1.44.8",
-    "s3transfer==0.19.3",
-    "jmespath==1.1.0",
-    "python-dateutil==2.9.0.post0",
-    "six==1.17.0",
-)
-"""Exactly the versions of requirements*.txt, with every transitive dependency pinned."""
+SERVER_IMAGES = {
+    "vault": ("vault", "VAULT", f"docker.io/hashicorp/vault:{versions.VAULT.app_version}"),
+    "openbao": ("bao", "BAO", f"quay.io/openbao/openbao:{versions.OPENBAO.app_version}"),
+}
+"""Per flavor: the CLI, its environment prefix and the image the chart runs the server with."""
+AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.37.5"
+"""AWS's own CLI image, from ECR Public (no Docker Hub pull limits on the nodes)."""
 PREFIX = "vault"
-CODE_DIR = "/app"
-DEPS_DIR = "/deps"
+SNAPSHOT_DIR = "/snapshot"
+SNAPSHOT_FILE = f"{SNAPSHOT_DIR}/raft.snap"
 CA_DIR = "/vault-tls"
 TOKEN_DIR = "/var/run/secrets/vault"
+USER = 65532
+"""Neither image needs root; a numeric ID lets the kubelet prove runAsNonRoot."""
 
+SAVE_SCRIPT = """set -eu
+# The role accepts tokens for Vault's audience only; the login answer is kept in this process.
+token=$("$CLI" write -field=token "auth/kubernetes/login" role="$SNAPSHOT_ROLE" jwt=@"$JWT_FILE")
+export "${ENV_PREFIX}_TOKEN=$token"
+"$CLI" operator raft snapshot save "$SNAPSHOT_FILE"
+echo "saved a $(wc -c < "$SNAPSHOT_FILE")-byte Raft snapshot"
+"""
+"""Runs in the server image (a POSIX shell): log in with the projected token, save a snapshot."""
 
-def config_map_key(path: str) -> str:
-    """ConfigMap keys cannot hold `/`; the volume's items map them back to paths."""
-    return path.replace("/", "__")
+UPLOAD_SCRIPT = """set -euo pipefail
+key="$SNAPSHOT_PREFIX/raft-$(date -u +%Y%m%dT%H%M%SZ).snap"
+aws s3 cp --only-show-errors --content-type application/gzip "$SNAPSHOT_FILE" \
+  "s3://$SNAPSHOT_BUCKET/$key"
+echo "stored s3://$SNAPSHOT_BUCKET/$key"
+# Names sort in time order; other objects under the prefix are never touched.
+aws s3api list-objects-v2 --bucket "$SNAPSHOT_BUCKET" --prefix "$SNAPSHOT_PREFIX/raft-" \
+    --query 'Contents[].Key' --output text \
+  | tr '\t' '\n' \
+  | grep -E "^$SNAPSHOT_PREFIX/raft-[0-9]{8}T[0-9]{6}Z\\.snap$" \
+  | sort | head -n "-$SNAPSHOT_KEEP" \
+  | while read -r old; do
+      aws s3 rm --only-show-errors "s3://$SNAPSHOT_BUCKET/$old"
+      echo "deleted s3://$SNAPSHOT_BUCKET/$old"
+    done
+"""
+"""Runs in the AWS CLI image (bash, GNU coreutils): upload, then keep the newest SNAPSHOT_KEEP."""
 
 
 @dataclass(frozen=True)
@@ -67,40 +75,86 @@ class VaultSnapshotsArgs:
     """Secret with `ca.crt` that verifies Vault's listener."""
     bucket: pulumi.Input[str]
     region: str
+    flavor: str = "vault"
+    """`platform:services.secretsServer`: whose image and CLI take the snapshot."""
     schedule: str = "30 */6 * * *"
     keep: int = 28
     """Snapshots kept (a week at four a day)."""
 
+    def __post_init__(self) -> None:
+        if self.flavor not in SERVER_IMAGES:
+            raise ValueError(f"flavor {self.flavor!r} must be one of {sorted(SERVER_IMAGES)}")
+        if self.keep < 1:
+            raise ValueError(f"keep must be at least 1, got {self.keep}")
 
-def cron_job(args: VaultSnapshotsArgs, bucket: str, config_map: str) -> dict[str, Any]:
+
+def _env(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"name": k, "value": v} for k, v in values.items()]
+
+
+def cron_job(args: VaultSnapshotsArgs, bucket: str) -> dict[str, Any]:
     """The CronJob object; a plain function so tests can run exactly what it runs."""
+    cli, prefix, image = SERVER_IMAGES[args.flavor]
     container_security = {
         "runAsNonRoot": True,
-        "runAsUser": 65532,
+        "runAsUser": USER,
+        "runAsGroup": USER,
         "readOnlyRootFilesystem": True,
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
     }
     resources = {
         "requests": {"cpu": "100m", "memory": "128Mi"},
         "limits": {"cpu": "200m", "memory": "256Mi"},
     }
-    scratch = [
-        {"name": "deps", "mountPath": DEPS_DIR},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]
-    env = {
-        "PYTHONPATH": f"{DEPS_DIR}:{CODE_DIR}",
-        "HOME": "/tmp",
-        "VAULT_ADDR": args.vault_address,
-        "VAULT_CACERT": f"{CA_DIR}/ca.crt",
-        "VAULT_K8S_ROLE": SNAPSHOT_ROLE,
-        # The role accepts tokens for Vault's audience only, not the default API-server token.
-        "VAULT_K8S_JWT_FILE": f"{TOKEN_DIR}/token",
-        "SNAPSHOT_BUCKET": bucket,
-        "SNAPSHOT_PREFIX": PREFIX,
-        "SNAPSHOT_KEEP": str(args.keep),
-        "AWS_REGION": args.region,
+    snapshot = {"name": "snapshot", "mountPath": SNAPSHOT_DIR}
+    home = {"name": "home", "mountPath": "/tmp"}
+    save = {
+        "name": "save",
+        "image": image,
+        # Tags, not digests: a node must not run an image a tag no longer names.
+        "imagePullPolicy": "Always",
+        "command": ["/bin/sh", "-c", SAVE_SCRIPT],
+        "env": _env(
+            {
+                "CLI": cli,
+                "ENV_PREFIX": prefix,
+                f"{prefix}_ADDR": args.vault_address,
+                f"{prefix}_CACERT": f"{CA_DIR}/ca.crt",
+                "SNAPSHOT_ROLE": SNAPSHOT_ROLE,
+                "JWT_FILE": f"{TOKEN_DIR}/token",
+                "SNAPSHOT_FILE": SNAPSHOT_FILE,
+                "HOME": "/tmp",
+            }
+        ),
+        "securityContext": container_security,
+        "resources": resources,
+        "volumeMounts": [
+            snapshot,
+            home,
+            {"name": "vault-tls", "mountPath": CA_DIR, "readOnly": True},
+            {"name": "vault-token", "mountPath": TOKEN_DIR, "readOnly": True},
+        ],
+    }
+    upload = {
+        "name": "upload",
+        "image": AWS_CLI_IMAGE,
+        "imagePullPolicy": "Always",
+        "command": ["/bin/bash", "-c", UPLOAD_SCRIPT],
+        "env": _env(
+            {
+                "SNAPSHOT_FILE": SNAPSHOT_FILE,
+                "SNAPSHOT_BUCKET": bucket,
+                "SNAPSHOT_PREFIX": PREFIX,
+                "SNAPSHOT_KEEP": str(args.keep),
+                "AWS_REGION": args.region,
+                "HOME": "/tmp",
+            }
+        ),
+        "securityContext": container_security,
+        "resources": resources,
+        "volumeMounts": [{**snapshot, "readOnly": True}, home],
     }
     pod = {
         "serviceAccountName": SNAPSHOT_SERVICE_ACCOUNT,
@@ -109,47 +163,20 @@ def cron_job(args: VaultSnapshotsArgs, bucket: str, config_map: str) -> dict[str
         # Only the servers' instance role may write the bucket's vault/ prefix.
         "nodeSelector": CONTROL_PLANE_SELECTOR,
         "tolerations": SERVER_TOLERATIONS,
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": 65532},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "fsGroup": USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         # Parallel A/AAAA lookups of the S3 and Vault names would otherwise hit the conntrack race.
         "dnsConfig": {"options": [{"name": "single-request-reopen"}]},
-        "initContainers": [
-            {
-                "name": "dependencies",
-                "image": IMAGE,
-                "command": ["pip", "install", "--no-cache-dir", "--no-deps", "--target", DEPS_DIR],
-                "args": list(REQUIREMENTS),
-                "env": [{"name": "HOME", "value": "/tmp"}],
-                "securityContext": container_security,
-                "resources": resources,
-                "volumeMounts": scratch,
-            }
-        ],
-        "containers": [
-            {
-                "name": "snapshot",
-                "image": IMAGE,
-                "command": ["python", "-m", "components.vault.snapshot", "backup"],
-                "env": [{"name": k, "value": v} for k, v in env.items()],
-                "securityContext": container_security,
-                "resources": resources,
-                "volumeMounts": [
-                    *scratch,
-                    {"name": "code", "mountPath": CODE_DIR, "readOnly": True},
-                    {"name": "vault-tls", "mountPath": CA_DIR, "readOnly": True},
-                    {"name": "vault-token", "mountPath": TOKEN_DIR, "readOnly": True},
-                ],
-            }
-        ],
+        "initContainers": [save],
+        "containers": [upload],
         "volumes": [
-            {"name": "deps", "emptyDir": {}},
-            {"name": "tmp", "emptyDir": {}},
-            {
-                "name": "code",
-                "configMap": {
-                    "name": config_map,
-                    "items": [{"key": config_map_key(p), "path": p} for p in MODULES],
-                },
-            },
+            # In memory: the snapshot holds every secret (encrypted by the barrier) and never
+            # touches the node's disk.
+            {"name": "snapshot", "emptyDir": {"medium": "Memory", "sizeLimit": "512Mi"}},
+            {"name": "home", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
             {
                 "name": "vault-token",
                 "projected": {
@@ -194,7 +221,7 @@ def cron_job(args: VaultSnapshotsArgs, bucket: str, config_map: str) -> dict[str
 
 
 class VaultSnapshots(pulumi.ComponentResource):
-    """The snapshot CronJob, its code and its service account."""
+    """The snapshot CronJob and its service account."""
 
     def __init__(
         self,
@@ -210,19 +237,11 @@ class VaultSnapshots(pulumi.ComponentResource):
             metadata={"name": SNAPSHOT_SERVICE_ACCOUNT, "namespace": args.namespace},
             opts=k8s_opts(self, access, *depends_on),
         )
-        code = k8s.core.v1.ConfigMap(
-            f"{name}-code",
-            metadata={"name": "vault-snapshot-code", "namespace": args.namespace},
-            data={config_map_key(p): (REPO / p).read_text() for p in MODULES},
-            opts=k8s_opts(self, access, *depends_on),
-        )
-        job = pulumi.Output.from_input(args.bucket).apply(
-            lambda bucket: cron_job(args, bucket, "vault-snapshot-code")
-        )
+        job = pulumi.Output.from_input(args.bucket).apply(lambda bucket: cron_job(args, bucket))
         self.cron_job = k8s.batch.v1.CronJob(
             f"{name}-cron",
             metadata=job["metadata"],
             spec=job["spec"],
-            opts=k8s_opts(self, access, account, code),
+            opts=k8s_opts(self, access, account),
         )
         self.register_outputs({"schedule": args.schedule})

@@ -1,9 +1,10 @@
 """Raft snapshots of Vault/OpenBao to S3 and back.
 
-Automated snapshots to S3 are a Vault Enterprise feature, so a CronJob runs
-`python -m components.vault.snapshot` instead: it logs in, takes a snapshot through
-`sys/storage/raft/snapshot`, uploads it under a sortable key and prunes old ones.
-`python -m components.vault.snapshot restore [--key KEY]` puts one back (the newest by default).
+`python -m components.vault.snapshot` logs in, takes a snapshot through
+`sys/storage/raft/snapshot`, uploads it under the key the platform's CronJob uses and prunes old
+ones; `python -m components.vault.snapshot restore [--key KEY]` puts one back (the newest by
+default). The CronJob itself (components/platform/vault_snapshots.py) does the backup with the
+server image's CLI and the AWS CLI, so nothing is installed in a pod.
 
 Environment:
   VAULT_ADDR          Vault API URL (required); VAULT_CACERT: CA bundle that verifies it.
