@@ -43,7 +43,15 @@ CRD_MODELS := tests/crd-models/node_modules/.package-lock.json
 $(CRD_MODELS): tests/crd-models/package-lock.json
 	if command -v npm >/dev/null; then npm ci --prefix tests/crd-models --no-audit --no-fund; fi
 
-test: venv $(CRD_MODELS)
+# checkov in a virtualenv of its own: its pins conflict with the project's (requirements-checkov.txt).
+CHECKOV := $(VENV)/checkov/.installed
+$(CHECKOV): requirements-checkov.txt
+	@echo "venv: installing checkov into $(VENV)/checkov (first run: about 30 s, 290 MB)"
+	test -x $(VENV)/checkov/bin/python || $(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/python -m pip install -q -r requirements-checkov.txt
+	touch $@
+
+test: venv $(CRD_MODELS) $(CHECKOV)
 	$(PY) -m pytest -q -n 2
 
 # The pinned chart archives (sha256 in components/versions.py) into ~/.cache/gitops-platform/charts
