@@ -44,9 +44,10 @@ def test_prod_is_ha_and_dev_is_cheap(synth_results):
     assert sorted(groups) == [80, 443, 6443]
     assert groups[6443]["preserveClientIp"] == "false"
     (asg,) = prod.of_type("aws:autoscaling/group:Group")
+    agents = prod.config.cluster.agents
     assert (asg.inputs["minSize"], asg.inputs["maxSize"], asg.inputs["desiredCapacity"]) == (
         3,
-        9,
+        agents.max,
         3,
     )
     assert len(asg.inputs["vpcZoneIdentifiers"]) == 3
