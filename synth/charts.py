@@ -201,21 +201,21 @@ def render(release: Release, folder: Path) -> list[dict[str, Any]]:
     return objects
 
 
-def _closed(schema: Any) -> Any:
+def closed_schema(schema: Any) -> Any:
     """The schema with additionalProperties: false wherever it lists properties and does not
     preserve unknown fields: what the API server's Strict field validation rejects."""
     if not isinstance(schema, dict):
         return schema
     out = dict(schema)
     if "properties" in out:
-        out["properties"] = {key: _closed(sub) for key, sub in out["properties"].items()}
+        out["properties"] = {key: closed_schema(sub) for key, sub in out["properties"].items()}
         if "additionalProperties" not in out and not out.get(
             "x-kubernetes-preserve-unknown-fields"
         ):
             out["additionalProperties"] = False
     for key in ("items", "additionalProperties"):
         if isinstance(out.get(key), dict):
-            out[key] = _closed(out[key])
+            out[key] = closed_schema(out[key])
     return out
 
 
@@ -230,7 +230,7 @@ def crd_schemas(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], d
             schema = (version.get("schema") or {}).get("openAPIV3Schema")
             if version.get("served") and schema:
                 key = (f"{spec['group']}/{version['name']}", spec["names"]["kind"])
-                schemas[key] = _closed(schema)
+                schemas[key] = closed_schema(schema)
     return schemas
 
 
@@ -257,12 +257,12 @@ def validate(obj: Mapping[str, Any], crds: Mapping[tuple[str, str], dict[str, An
 
 def main() -> int:
     cache = cache_dir()
-    pins = list(versions.CHARTS.values())
-    print(f"charts: {len(pins)} pinned archives into {cache} (mirror {MIRROR})", flush=True)
-    problems = fetch(pins, cache)
-    for line in problems:
-        print(f"charts: {line}", file=sys.stderr)
-    return 1 if problems else 0
+    problems = fetch(versions.CHARTS.values(), cache)
+    if problems:
+        print("\n".join(f"charts: {line}" for line in problems), file=sys.stderr)
+        return 1
+    print(f"charts: the {len(versions.CHARTS)} pinned archives are in {cache} (mirror {MIRROR})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import yaml
 from jsonschema import Draft4Validator
 
 from components import versions
+from synth.charts import closed_schema as closed
 from tests.conftest import require_data
 
 CRD_FOLDERS = {
@@ -31,23 +32,6 @@ CRD_FOLDERS = {
 def is_custom_resource(obj: dict[str, Any]) -> bool:
     """Whether a pinned upstream CRD defines the object's kind."""
     return obj["apiVersion"].split("/")[0] in CRD_FOLDERS
-
-
-def closed(schema: Any) -> Any:
-    if not isinstance(schema, dict):
-        return schema
-    out = dict(schema)
-    if "properties" in out:
-        out["properties"] = {key: closed(sub) for key, sub in out["properties"].items()}
-        if "additionalProperties" not in out and not out.get(
-            "x-kubernetes-preserve-unknown-fields"
-        ):
-            out["additionalProperties"] = False
-    if isinstance(out.get("items"), dict):
-        out["items"] = closed(out["items"])
-    if isinstance(out.get("additionalProperties"), dict):
-        out["additionalProperties"] = closed(out["additionalProperties"])
-    return out
 
 
 @functools.cache

@@ -108,7 +108,11 @@ class Rancher(pulumi.ComponentResource):
         namespace = owned_namespace(f"{name}-namespace", self, access, NAMESPACE)
         bootstrap = k8s.core.v1.Secret(
             f"{name}-bootstrap-secret",
-            metadata={"name": BOOTSTRAP_SECRET, "namespace": NAMESPACE},
+            metadata={
+                "name": BOOTSTRAP_SECRET,
+                "namespace": NAMESPACE,
+                "labels": {"app.kubernetes.io/part-of": RELEASE_NAME},
+            },
             string_data={BOOTSTRAP_KEY: self.bootstrap_password},
             opts=k8s_opts(self, access, namespace),
         )

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 import yaml
@@ -15,6 +13,7 @@ from components.platform import sizing
 from cost.catalogue import instance_types, priced_types
 from synth import charts
 from tests.conftest import REPO, STACKS
+from tests.synth.test_synth_output import _synth_cli
 
 POD_KINDS = {"Deployment": "spec", "StatefulSet": "spec", "DaemonSet": "spec", "Job": "spec"}
 
@@ -128,22 +127,13 @@ def test_a_platform_that_does_not_fit_fails_the_synth(tmp_path, rendered_dirs):
     small = re.sub(r"serverInstanceType: \S+", f"serverInstanceType: {tiny}", text)
     assert small != text
     (tmp_path / "Pulumi.dev.yaml").write_text(small)
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "synth",
-            "--stack",
-            "dev",
-            "--stack-file",
-            str(tmp_path / "Pulumi.dev.yaml"),
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=300,
+    run = _synth_cli(
+        "--stack",
+        "dev",
+        "--stack-file",
+        str(tmp_path / "Pulumi.dev.yaml"),
+        "--out",
+        str(tmp_path / "out"),
     )
     assert run.returncode == 1, run.stderr
     assert "synth: platform-capacity: capacity/servers: " in run.stderr
