@@ -4,7 +4,10 @@ HA in production, requests and limits everywhere, and a capacity check that can 
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -21,8 +24,6 @@ POD_KINDS = {"Deployment": "spec", "StatefulSet": "spec", "DaemonSet": "spec", "
 @pytest.fixture(scope="module")
 def rendered_dirs(synth_dirs):
     if charts.chart_folder() is None:
-        import os
-
         reason = f"no chart cache at {charts.cache_dir()}: `make charts` fills it"
         if os.environ.get("REQUIRE_ALL_TOOLS") == "1":
             pytest.fail(reason)
@@ -154,3 +155,21 @@ def test_sizing_covers_the_single_replica_of_small_stacks(rendered_dirs):
         if obj["kind"] in ("Deployment", "StatefulSet"):
             assert obj["spec"].get("replicas", 1) == 1, obj["metadata"]["name"]
     assert sizing.replicas("argocd", "redis-ha", "small") == 0
+
+
+def test_without_a_chart_cache_the_synth_says_so_and_goes_on(tmp_path):
+    env = {**os.environ, "GITOPS_CHART_CACHE": str(tmp_path / "empty")}
+    run = subprocess.run(
+        [sys.executable, "-m", "synth", "--stack", "local", "--out", str(tmp_path / "out")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    (line,) = [ln for ln in run.stdout.splitlines() if "chart cache" in ln]
+    assert "`make charts` fills it" in line and str(tmp_path / "empty") in line
+    assert (tmp_path / "out" / "helm" / "releases.json").exists()
+    assert not (tmp_path / "out" / "rendered").exists()
+    assert not (tmp_path / "out" / "capacity.json").exists()
