@@ -122,7 +122,9 @@ class NetworkConfig(Section):
     public_subnet_cidrs: list[str] = Field(default=["10.20.0.0/20"], max_length=3)
     private_subnet_cidrs: list[str] = Field(default_factory=list, max_length=3)
     """Private subnets for the nodes; requires NAT gateways for egress."""
-    nat_gateways: Literal["none", "single", "perAz"] = "none"
+    nat_gateways: Literal["none", "single", "perAz", "instance"] = "none"
+    """Egress of private subnets: one NAT gateway, one per AZ, or `instance`: one t4g.nano NAT
+    instance (about $29 a month less than a gateway, but one instance with no managed failover)."""
     node_subnets: Literal["public", "private"] = "public"
     existing: ExistingVpc | None = None
 
@@ -667,7 +669,7 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
         if net.nat_gateways == "none":
             add(
                 "network.natGateways",
-                "private nodes need a NAT gateway to download K3s and images (single or perAz)",
+                "private nodes need a NAT to download K3s and images (single, perAz or instance)",
             )
     elif net.nat_gateways != "none" and not net.private_subnet_cidrs:
         add("network.natGateways", "NAT gateways serve private subnets; none are configured")

@@ -1,6 +1,6 @@
-"""The VPC the cluster runs in: public subnets per AZ, private subnets + NAT only when asked, or an
-existing VPC brought by the user. A VPC created here logs its flows and has a closed default
-security group; an existing VPC stays as its owner configured it."""
+"""The VPC the cluster runs in: public subnets per AZ, private subnets + NAT only when asked (NAT
+gateways, or one NAT instance), or an existing VPC brought by the user. A VPC created here logs its
+flows and has a closed default security group; an existing VPC stays as its owner configured it."""
 
 from __future__ import annotations
 
@@ -9,9 +9,48 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
+import yaml
 
 from components.config import NetworkConfig
 from components.log_archive import LogArchive
+
+NAT_INSTANCE_TYPE = "t4g.nano"
+"""Forwarding a cluster's image pulls and AWS API calls needs no more than the smallest Graviton."""
+NAT_AMI_NAME = "al2023-ami-2023.*-kernel-6.12-arm64"
+NAT_ROLE_TAG = {"platform:role": "nat"}
+
+
+def nat_user_data(vpc_cidr: str) -> str:
+    """cloud-config that makes an Amazon Linux 2023 instance the VPC's NAT: IPv4 forwarding, and
+    an nftables ruleset that masquerades what the VPC sends out and forwards nothing else (no
+    traffic from the internet into the VPC except replies)."""
+    ruleset = (
+        "table ip platform_nat {\n"
+        "  chain forward {\n"
+        "    type filter hook forward priority filter; policy drop;\n"
+        "    ct state established,related accept\n"
+        f"    ip saddr {vpc_cidr} ip daddr != {vpc_cidr} accept\n"
+        "  }\n"
+        "  chain postrouting {\n"
+        "    type nat hook postrouting priority srcnat; policy accept;\n"
+        f"    ip saddr {vpc_cidr} ip daddr != {vpc_cidr} masquerade\n"
+        "  }\n"
+        "}\n"
+    )
+    config = {
+        "packages": ["nftables"],
+        # Written before the package installs: the package keeps an existing config file.
+        "write_files": [
+            {
+                "path": "/etc/sysctl.d/90-platform-nat.conf",
+                "content": "net.ipv4.ip_forward = 1\n",
+                "permissions": "0644",
+            },
+            {"path": "/etc/sysconfig/nftables.conf", "content": ruleset, "permissions": "0600"},
+        ],
+        "runcmd": [["sysctl", "--system"], ["systemctl", "enable", "--now", "nftables"]],
+    }
+    return "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False, width=1000)
 
 
 @dataclass
@@ -122,13 +161,13 @@ class Network(pulumi.ComponentResource):
         self.public_subnet_ids = [s.id for s in public]
 
         private = self._subnets(name, "private", vpc, cfg.private_subnet_cidrs, public_ips=False)
-        nat_ids = self._nat_gateways(name, cfg, public, igw)
+        egress = (
+            self._nat_instance(name, cfg, public, igw)
+            if cfg.nat_gateways == "instance"
+            else self._nat_gateways(name, cfg, public, igw)
+        )
         for i, subnet in enumerate(private):
-            routes = (
-                [{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat_ids[i % len(nat_ids)]}]
-                if nat_ids
-                else []
-            )
+            routes = [egress[i % len(egress)]] if egress else []
             rt = aws.ec2.RouteTable(
                 f"{name}-private-rt-{i}",
                 vpc_id=vpc.id,
@@ -168,7 +207,7 @@ class Network(pulumi.ComponentResource):
         cfg: NetworkConfig,
         public: list[aws.ec2.Subnet],
         igw: aws.ec2.InternetGateway,
-    ) -> list[pulumi.Output[str]]:
+    ) -> list[dict]:
         count = {"none": 0, "single": 1, "perAz": len(public)}[cfg.nat_gateways]
         ids = []
         for i in range(count):
@@ -185,8 +224,80 @@ class Network(pulumi.ComponentResource):
                 tags={"Name": f"{name}-nat-{self.azs[i]}"},
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            ids.append(nat.id)
+            ids.append({"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id})
         return ids
+
+    def _nat_instance(
+        self,
+        name: str,
+        cfg: NetworkConfig,
+        public: list[aws.ec2.Subnet],
+        igw: aws.ec2.InternetGateway,
+    ) -> list[dict]:
+        """One NAT instance in the first public subnet, the default route of every private one.
+        No SSH key, no port 22, no instance role (nothing on it calls AWS); IMDSv2 only and an
+        encrypted disk. A replacement is a new instance: the routes follow its interface."""
+        child = pulumi.ResourceOptions(parent=self)
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-nat-sg",
+            vpc_id=self.vpc_id,
+            description=f"{name} NAT instance",
+            tags={"Name": f"{name}-nat"},
+            opts=child,
+        )
+        aws.vpc.SecurityGroupIngressRule(
+            f"{name}-nat-from-vpc",
+            security_group_id=sg.id,
+            ip_protocol="-1",
+            cidr_ipv4=cfg.vpc_cidr,
+            description="what the VPC sends to the internet",
+            opts=child,
+        )
+        aws.vpc.SecurityGroupEgressRule(
+            f"{name}-nat-egress",
+            security_group_id=sg.id,
+            ip_protocol="-1",
+            cidr_ipv4="0.0.0.0/0",
+            description="to the internet",
+            opts=child,
+        )
+        ami = aws.ec2.get_ami_output(
+            most_recent=True,
+            owners=["amazon"],
+            filters=[
+                {"name": "name", "values": [NAT_AMI_NAME]},
+                {"name": "architecture", "values": ["arm64"]},
+            ],
+            opts=pulumi.InvokeOutputOptions(parent=self),
+        )
+        nat = aws.ec2.Instance(
+            f"{name}-nat-instance",
+            ami=ami.id,
+            instance_type=NAT_INSTANCE_TYPE,
+            subnet_id=public[0].id,
+            associate_public_ip_address=True,
+            # It forwards packets addressed to other hosts, which EC2 drops unless told not to.
+            source_dest_check=False,
+            vpc_security_group_ids=[sg.id],
+            user_data=nat_user_data(cfg.vpc_cidr),
+            metadata_options={
+                "http_endpoint": "enabled",
+                "http_tokens": "required",
+                "http_put_response_hop_limit": 1,
+                "instance_metadata_tags": "disabled",
+            },
+            root_block_device={
+                "volume_type": "gp3",
+                "volume_size": 8,
+                "encrypted": True,
+                "delete_on_termination": True,
+            },
+            tags={"Name": f"{name}-nat", **NAT_ROLE_TAG},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[igw], ignore_changes=["ami"]),
+        )
+        return [
+            {"cidr_block": "0.0.0.0/0", "network_interface_id": nat.primary_network_interface_id}
+        ]
 
 
 def fixed_address(subnet_cidr: str, index: int) -> str:

@@ -20,6 +20,8 @@ class InstanceType:
     vcpu: int
     memory_gib: float
     burstable: bool
+    node: bool = True
+    """Whether a K3s node may run on it; the NAT instance's type need not be able to."""
 
 
 @cache
@@ -37,7 +39,11 @@ def regions() -> list[str]:
 
 
 def priced_types(region: str, arch: str | None = None) -> list[str]:
-    """The instance types priced in `region` (of `arch` when given), in the table's order."""
+    """The node instance types priced in `region` (of `arch` when given), in the table's order."""
     specs = instance_types()
     hourly = table()["regions"].get(region, {}).get("instance_hourly", {})
-    return [t for t in hourly if t in specs and (arch is None or specs[t].arch == arch)]
+    return [
+        t
+        for t in hourly
+        if t in specs and specs[t].node and (arch is None or specs[t].arch == arch)
+    ]

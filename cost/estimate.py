@@ -127,26 +127,33 @@ def estimate(resources: Iterable[Resource], region: str) -> Estimate:
 
     share = prices["spot_share_of_on_demand"]
     spot_note = f"Spot assumed at {share:.0%} of on-demand; real Spot prices move"
-    servers: dict[tuple[str, bool], list[Resource]] = {}
+    instances: dict[tuple[str, str, bool], list[Resource]] = {}
     for inst in of_type("aws:ec2/instance:Instance"):
         market = inst.inputs.get("instanceMarketOptions") or {}
         spot = market.get("marketType") == "spot"
-        servers.setdefault((inst.inputs["instanceType"], spot), []).append(inst)
+        role = (inst.inputs.get("tags") or {}).get("platform:role")
+        kind = "NAT instance" if role == "nat" else "servers"
+        instances.setdefault((kind, inst.inputs["instanceType"], spot), []).append(inst)
         gb += inst.inputs.get("rootBlockDevice", {}).get("volumeSize", 8)
-    for (itype, spot), group in sorted(servers.items()):
+    for (kind, itype, spot), group in sorted(instances.items()):
         price = instance_price(itype)
         note = credit_note(itype, group[0].inputs)
         if spot:
             note = "; ".join(filter(None, [spot_note, note]))
-            hourly(f"EC2 {itype} (servers, Spot)", len(group), round(price * share, 5), note)
+            hourly(f"EC2 {itype} ({kind}, Spot)", len(group), round(price * share, 5), note)
         else:
-            hourly(f"EC2 {itype} (servers)", len(group), price, note)
+            hourly(f"EC2 {itype} ({kind})", len(group), price, note)
         auto_ips = sum(
             1
             for i in group
-            if i.inputs.get("subnetId") in public_subnets and i.id not in eip_instances
+            if (
+                i.inputs.get("subnetId") in public_subnets
+                or i.inputs.get("associatePublicIpAddress")
+            )
+            and i.id not in eip_instances
         )
-        hourly("public IPv4 of servers in public subnets", auto_ips, prices["public_ipv4_hourly"])
+        where = "the NAT instance" if kind == "NAT instance" else "servers in public subnets"
+        hourly(f"public IPv4 of {where}", auto_ips, prices["public_ipv4_hourly"])
 
     templates = {r.id: r for r in of_type("aws:ec2/launchTemplate:LaunchTemplate")}
     for asg in of_type("aws:autoscaling/group:Group"):
@@ -259,7 +266,7 @@ def eks_comparison(est: Estimate, azs: int) -> Estimate:
     """The same node sizes as EKS workers: an EKS control plane and one NAT gateway per AZ instead
     of K3s servers' control-plane role, NLB and Elastic IP front door kept equal."""
     prices, date, hours = load_prices(est.region)
-    lines = [line for line in est.lines if not line.item.startswith("NAT gateways")]
+    lines = [line for line in est.lines if "NAT" not in line.item]
     lines.append(
         Line(
             "EKS control plane",

@@ -178,6 +178,7 @@ def _instance(m, a, o):
     return rid, {
         "arn": m.arn("ec2", f"instance/{rid}"),
         "privateIp": o.get("privateIp", "10.0.0.10"),
+        "primaryNetworkInterfaceId": f"eni-{_digest(a.name)}",
         "instanceState": "running",
     }
 
