@@ -16,6 +16,7 @@ import pulumi_random as random
 from components.buckets import policy_document, private_bucket
 from components.cluster_access import AwsFacts, ClusterAccess
 from components.config import ClusterConfig
+from components.k3s.members import EtcdMember
 from components.k3s.pki import ClusterPki, ClusterPkiArgs, secure_token
 from components.k3s.readiness import ApiCredentials, ApiReadiness, build_kubeconfig
 from components.k3s.userdata import (
@@ -313,7 +314,16 @@ class K3sCluster(pulumi.ComponentResource):
                 )
             )
         )
-        servers = []
+        self.api_url = pulumi.Output.concat("https://", api_host, f":{API_PORT}")
+        credentials = {
+            "api_url": self.api_url,
+            "ca_pem": self.pki.server_ca_bundle,
+            "client_cert_pem": self.pki.admin_cert_pem,
+            "client_key_pem": self.pki.admin_key_pem,
+        }
+        listeners = list(self._front_door)
+        servers: list[aws.ec2.Instance] = []
+        members: list[EtcdMember] = []
         for i in range(cfg.servers):
             kind = "server-init" if i == 0 else "server"
             user_data = self._user_data(
@@ -341,49 +351,51 @@ class K3sCluster(pulumi.ComponentResource):
                 },
                 opts=pulumi.ResourceOptions(
                     parent=self,
-                    # A new AMI or user data would stop (or replace) every etcd member at once,
-                    # and cloud-init never re-runs anyway: servers are rotated one at a time on
-                    # purpose (docs/operations.md).
+                    # cloud-init runs once, and a new AMI would replace the instance: both are
+                    # rolled one server per `pulumi up --replace` (docs/operations.md), and
+                    # `_report_drift` names every server that runs an older one.
                     ignore_changes=["ami", "userData"],
                     # The fixed private address is free only once the old instance is gone.
                     delete_before_replace=True,
+                    # One server at a time: the next is created, replaced or updated only after
+                    # the previous one is back in etcd (components/k3s/members.py).
                     depends_on=[
                         server_secret,
                         self._secret_versions["server"],
                         self._role_policies["server"],
+                        *members[-1:],
                     ],
                 ),
             )
             servers.append(server)
-        self.servers = servers
-        for port, target_group in target_groups.items():
-            for i, server in enumerate(servers):
-                attachment = aws.lb.TargetGroupAttachment(
-                    f"{name}-tg-{port}-server-{i}",
-                    target_group_arn=target_group.arn,
-                    target_id=server.id,
-                    port=port,
-                    opts=child,
+            doors = self._attach(i, server, target_groups)
+            self._report_drift(server, user_data, ami.id)
+            if cfg.servers > 1:
+                members.append(
+                    EtcdMember(
+                        f"{name}-server-{i}-member",
+                        address=server.private_ip,
+                        instance_id=server.id,
+                        spec=server.instance_type,
+                        credentials=credentials,
+                        opts=pulumi.ResourceOptions(
+                            parent=self, depends_on=[server, *listeners, *doors]
+                        ),
+                    )
                 )
-                self._front_door.append(attachment)
-        if self._api_eip is not None:
-            association = aws.ec2.EipAssociation(
-                f"{name}-api-eip-assoc",
-                allocation_id=self._api_eip.id,
-                instance_id=servers[0].id,
-                opts=child,
-            )
-            self._front_door.append(association)
+        self.servers = servers
+        self.members = members
         self._agents(ami, agent_profile, agent_secret, servers, target_groups)
 
-        self.api_url = pulumi.Output.concat("https://", api_host, f":{API_PORT}")
         self.ready = ApiReadiness(
             f"{name}-ready",
             api_url=self.api_url,
             ca_pem=self.pki.server_ca_bundle,
             client_cert_pem=self.pki.admin_cert_pem,
             client_key_pem=self.pki.admin_key_pem,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*servers, *self._front_door]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*servers, *members, *self._front_door]
+            ),
         )
         self.kubeconfig = pulumi.Output.secret(
             pulumi.Output.all(
@@ -762,6 +774,56 @@ class K3sCluster(pulumi.ComponentResource):
         return lb.dns_name, sans, addresses, groups
 
     # -- nodes ----------------------------------------------------------------------------------
+
+    def _attach(self, i: int, server: aws.ec2.Instance, target_groups: dict) -> list:
+        """Puts server `i` behind the endpoint; returns what its traffic needs."""
+        child = pulumi.ResourceOptions(parent=self)
+        doors: list[pulumi.Resource] = [
+            aws.lb.TargetGroupAttachment(
+                f"{self._name}-tg-{port}-server-{i}",
+                target_group_arn=group.arn,
+                target_id=server.id,
+                port=port,
+                opts=child,
+            )
+            for port, group in target_groups.items()
+        ]
+        if self._api_eip is not None and i == 0:
+            doors.append(
+                aws.ec2.EipAssociation(
+                    f"{self._name}-api-eip-assoc",
+                    allocation_id=self._api_eip.id,
+                    instance_id=server.id,
+                    opts=child,
+                )
+            )
+        self._front_door.extend(doors)
+        return doors
+
+    def _report_drift(
+        self, server: aws.ec2.Instance, user_data: pulumi.Output[str], ami_id: pulumi.Output[str]
+    ) -> None:
+        """A warning on every `up`/`preview` while a server runs user data or an AMI other than
+        what the stack now renders (a K3s upgrade, Traefik or taint settings, a new AMI): the
+        ignored change is named with the command that rolls it, never silently dropped."""
+
+        def check(args: list) -> None:
+            urn, recorded, desired, running_ami, latest_ami = args
+            stale = []
+            # The provider may record user data as its SHA-1, as Terraform's aws_instance does.
+            if recorded not in (desired, hashlib.sha1(desired.encode()).hexdigest()):
+                stale.append("user data (K3s version, K3s or Traefik settings)")
+            if running_ami != latest_ami:
+                stale.append(f"AMI ({running_ami}; newest {latest_ami})")
+            if stale:
+                pulumi.log.warn(
+                    f"runs an older {' and '.join(stale)} than the stack renders; roll it, one "
+                    f"server per run: pulumi up --replace '{urn}' (docs/operations.md, "
+                    '"Upgrade K3s")',
+                    resource=server,
+                )
+
+        pulumi.Output.all(server.urn, server.user_data, user_data, server.ami, ami_id).apply(check)
 
     def _root_volume(self) -> dict:
         return {

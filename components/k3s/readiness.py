@@ -51,7 +51,7 @@ class ApiCredentials:
         return f"ApiCredentials(api_url={self.api_url!r})"
 
 
-def _ssl_context(creds: ApiCredentials, scratch: Path) -> ssl.SSLContext:
+def ssl_context(creds: ApiCredentials, scratch: Path) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cadata=creds.ca_pem)
     if creds.client_cert_pem:
         cert, key = scratch / "client.crt", scratch / "client.key"
@@ -104,7 +104,7 @@ def wait_until_ready(
     start = time.monotonic()
     attempt = 0
     with tempfile.TemporaryDirectory(prefix="readyz-") as scratch:
-        ctx = _ssl_context(creds, Path(scratch))
+        ctx = ssl_context(creds, Path(scratch))
         while True:
             attempt += 1
             elapsed = time.monotonic() - start

@@ -47,3 +47,36 @@ def test_dns_records_hold_every_zones_address(tmp_path):
     assert {r.inputs["name"] for r in records} >= {"argocd.prod.example.org", "*.prod.example.org"}
     for record in records:
         assert len(record.inputs["records"]) == 3 and len(set(record.inputs["records"])) == 3
+
+
+def test_prod_servers_change_one_at_a_time_and_dev_has_no_member_gate(synth_results):
+    from tests.ops.test_server_rollout import program_rollout_order
+
+    assert program_rollout_order(synth_results["prod"]) == [0, 1, 2]
+    gates = [r for r in synth_results["prod"].registrations if r.name.endswith("-member")]
+    assert len(gates) == 3
+    for gate in gates:
+        assert gate.inputs["client_key_pem"] == "[secret]"
+    (ready,) = [r for r in synth_results["prod"].registrations if r.name.endswith("-ready")]
+    assert {g.urn for g in gates} <= set(ready.depends_on)
+    assert not [r for r in synth_results["dev"].registrations if r.name.endswith("-member")]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_boot_downloads_carry_the_pinned_digests(synth_dirs, stack):
+    import re
+
+    import yaml
+
+    from components import versions
+
+    for path in sorted((synth_dirs[stack] / "cloud-init").glob("*.yaml")):
+        files = {f["path"]: f["content"] for f in yaml.safe_load(path.read_text())["write_files"]}
+        env = dict(re.findall(r"^(\w+)=(.*)$", files["/etc/platform/boot.env"], re.MULTILINE))
+        pins = versions.K3S_BINARY_SHA256[versions.K3S_VERSION]
+        assert env["K3S_BINARY_SHA256"] in pins.values(), path.name
+        assert env["K3S_BINARY_URL"].startswith(
+            "https://github.com/k3s-io/k3s/releases/download/v1.34.10%2Bk3s1/k3s"
+        )
+        assert env["K3S_INSTALL_SHA256"] == versions.K3S_INSTALL_SCRIPT_SHA256
+        assert versions.K3S_INSTALL_SCRIPT_COMMIT in env["K3S_INSTALL_URL"]
