@@ -162,7 +162,7 @@ class Network(pulumi.ComponentResource):
 
         private = self._subnets(name, "private", vpc, cfg.private_subnet_cidrs, public_ips=False)
         egress = (
-            self._nat_instance(name, cfg, public, igw)
+            self._nat_instance(name, cfg.vpc_cidr, public[0], igw)
             if cfg.nat_gateways == "instance"
             else self._nat_gateways(name, cfg, public, igw)
         )
@@ -228,11 +228,7 @@ class Network(pulumi.ComponentResource):
         return ids
 
     def _nat_instance(
-        self,
-        name: str,
-        cfg: NetworkConfig,
-        public: list[aws.ec2.Subnet],
-        igw: aws.ec2.InternetGateway,
+        self, name: str, vpc_cidr: str, subnet: aws.ec2.Subnet, igw: aws.ec2.InternetGateway
     ) -> list[dict]:
         """One NAT instance in the first public subnet, the default route of every private one.
         No SSH key, no port 22, no instance role (nothing on it calls AWS); IMDSv2 only and an
@@ -249,7 +245,7 @@ class Network(pulumi.ComponentResource):
             f"{name}-nat-from-vpc",
             security_group_id=sg.id,
             ip_protocol="-1",
-            cidr_ipv4=cfg.vpc_cidr,
+            cidr_ipv4=vpc_cidr,
             description="what the VPC sends to the internet",
             opts=child,
         )
@@ -274,12 +270,12 @@ class Network(pulumi.ComponentResource):
             f"{name}-nat-instance",
             ami=ami.id,
             instance_type=NAT_INSTANCE_TYPE,
-            subnet_id=public[0].id,
+            subnet_id=subnet.id,
             associate_public_ip_address=True,
             # It forwards packets addressed to other hosts, which EC2 drops unless told not to.
             source_dest_check=False,
             vpc_security_group_ids=[sg.id],
-            user_data=nat_user_data(cfg.vpc_cidr),
+            user_data=nat_user_data(vpc_cidr),
             metadata_options={
                 "http_endpoint": "enabled",
                 "http_tokens": "required",
