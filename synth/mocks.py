@@ -276,6 +276,10 @@ def _random_password(m, a, o):
     return a.name, {"result": _secret(_password(m, a.name, int(o.get("length", 32))))}
 
 
+def _random_id(m, a, o):
+    return a.name, {"hex": _digest(a.typ, a.name, length=2 * int(o.get("byteLength", 8)))}
+
+
 def _dynamic(m, a, o):
     if o.get("password_length"):
         value = _password(m, a.name, int(o["password_length"]))
@@ -325,6 +329,7 @@ _OUTPUTS = {
     "tls:index/locallySignedCert:LocallySignedCert": _cert,
     "tls:index/certRequest:CertRequest": _csr,
     "random:index/randomPassword:RandomPassword": _random_password,
+    "random:index/randomId:RandomId": _random_id,
     "pulumi-python:dynamic:Resource": _dynamic,
 }
 

@@ -29,6 +29,8 @@ ROOT="${PLATFORM_ROOT:-}"
 : "${SERVER_ADDRESSES:?boot.env must set SERVER_ADDRESSES}"
 ECR_CREDENTIAL_PROVIDER_URL="${ECR_CREDENTIAL_PROVIDER_URL:-}"
 ECR_CREDENTIAL_PROVIDER_SHA256="${ECR_CREDENTIAL_PROVIDER_SHA256:-}"
+SNAPSHOT_BUCKET="${SNAPSHOT_BUCKET:-}"
+SNAPSHOT_PREFIX="${SNAPSHOT_PREFIX:-}"
 API_PORT="${API_PORT:-6443}"
 SECRET_ATTEMPTS="${SECRET_ATTEMPTS:-30}"
 JOIN_ATTEMPTS="${JOIN_ATTEMPTS:-90}"
@@ -173,6 +175,20 @@ if with_ca:
         write(os.path.join(tls_dir, name), pem)
 '
 
+# The newest etcd snapshot of this cluster: SNAPSHOT_PREFIX carries its generation, so snapshots
+# of an earlier cluster in the same bucket are never picked up.
+find_snapshot() {
+  # The backquotes are a JMESPath literal (an empty list), not a shell expansion.
+  # shellcheck disable=SC2016
+  if aws s3api list-objects-v2 --region "$AWS_REGION" --bucket "$SNAPSHOT_BUCKET" \
+    --prefix "$SNAPSHOT_PREFIX" --query 'sort_by(Contents || `[]`, &LastModified)[-1].Key' \
+    --output text >"$WORK/snapshot" 2>"$WORK/aws.err"; then
+    return 0
+  fi
+  PROBLEM=$(tail -n1 "$WORK/aws.err")
+  return 1
+}
+
 # /cacerts is served without authentication by every K3s server; an answer means a cluster is up.
 # A server probing its own address before K3s runs gets no answer, so servers need no exclusion.
 find_live_server() {
@@ -210,12 +226,12 @@ install_k3s() {
   install -m 755 "$WORK/k3s" "$bin_dir/k3s"
   download "$K3S_INSTALL_URL" "$K3S_INSTALL_SHA256" "$WORK/install.sh"
   INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_BIN_DIR="$bin_dir" \
-    INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$1" \
+    INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="$1" INSTALL_K3S_SKIP_START="$2" \
     INSTALL_K3S_SKIP_SELINUX_RPM=true INSTALL_K3S_SELINUX_WARN=true sh "$WORK/install.sh"
 }
 
 main() {
-  local with_ca=false
+  local with_ca=false restore=""
   JOIN_ADDRESS=""
   if [ "$NODE_ROLE" = server ] && [ "$CLUSTER_INIT" = true ]; then
     # A replacement of the first server must join the running cluster, not found a second one.
@@ -232,6 +248,14 @@ main() {
   python3 -c "$WRITE_FILES_PY" "$ROOT$CONFIG_DIR" "$ROOT$DATA_DIR/server/tls" "$with_ca" \
     <"$WORK/secret" || fail "cannot use bootstrap secret $SECRET_ID"
   rm -f "$WORK/secret"
+
+  # A server that founds the cluster while snapshots of it exist replaces a lost one (dev's
+  # single server): it comes back with the cluster's data instead of an empty cluster.
+  if [ "$with_ca" = true ] && [ -n "$SNAPSHOT_BUCKET" ]; then
+    retry "$SECRET_ATTEMPTS" "cannot list s3://$SNAPSHOT_BUCKET/$SNAPSHOT_PREFIX" find_snapshot
+    restore=$(<"$WORK/snapshot")
+    [ "$restore" != None ] || restore=""
+  fi
 
   local zone="${ZONE:-}"
   if [ -z "$zone" ]; then
@@ -267,7 +291,16 @@ main() {
   if [ -n "$ECR_CREDENTIAL_PROVIDER_URL" ]; then
     install_credential_provider
   fi
-  install_k3s "$NODE_ROLE"
+  if [ -z "$restore" ]; then
+    install_k3s "$NODE_ROLE" false
+  else
+    install_k3s "$NODE_ROLE" true
+    log "restoring etcd from s3://$SNAPSHOT_BUCKET/$restore"
+    # --cluster-reset takes the etcd-s3 settings from config.yaml and exits once restored.
+    "$ROOT/usr/local/bin/k3s" server --cluster-reset \
+      --cluster-reset-restore-path="${restore##*/}" || fail "cannot restore $restore"
+    systemctl start k3s || fail "K3s did not start after restoring $restore"
+  fi
   log "K3s $K3S_VERSION installed as $NODE_ROLE"
 }
 

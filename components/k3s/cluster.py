@@ -302,9 +302,16 @@ class K3sCluster(pulumi.ComponentResource):
         # sslip.io names spell one address: the first zone's.
         self.ingress_ip = self.ingress_ips.apply(lambda ips: ips[0])
 
-        snapshots = pulumi.Output.all(self.bucket.bucket).apply(
+        # A new generation per cluster Pulumi creates (not per replaced server): after a destroy
+        # that keeps the bucket, the next cluster starts empty instead of restoring the old one.
+        generation = random.RandomId(f"{name}-generation", byte_length=4, opts=child)
+        snapshots = pulumi.Output.all(self.bucket.bucket, generation.hex).apply(
             lambda a: EtcdSnapshots(
-                a[0], args.region, cfg.etcd_snapshots.schedule, cfg.etcd_snapshots.retention
+                a[0],
+                args.region,
+                cfg.etcd_snapshots.schedule,
+                cfg.etcd_snapshots.retention,
+                name=f"etcd-snapshot-{a[1]}",
             )
         )
         server_config = pulumi.Output.all(tls_sans, self.server_ips, snapshots).apply(
@@ -327,7 +334,7 @@ class K3sCluster(pulumi.ComponentResource):
         for i in range(cfg.servers):
             kind = "server-init" if i == 0 else "server"
             user_data = self._user_data(
-                kind, server_secret.arn, server_config, args.extra_server_manifests
+                kind, server_secret.arn, server_config, args.extra_server_manifests, snapshots
             )
             server = aws.ec2.Instance(
                 f"{name}-server-{i}",
@@ -842,11 +849,12 @@ class K3sCluster(pulumi.ComponentResource):
         secret_arn: pulumi.Output[str],
         k3s_config: pulumi.Input[dict],
         manifests: dict[str, str] | None = None,
+        snapshots: pulumi.Output[EtcdSnapshots] | None = None,
     ) -> pulumi.Output[str]:
         files = {
             f"/var/lib/rancher/k3s/server/manifests/{n}": m for n, m in (manifests or {}).items()
         }
-        return pulumi.Output.all(secret_arn, self.server_ips, k3s_config).apply(
+        return pulumi.Output.all(secret_arn, self.server_ips, k3s_config, snapshots).apply(
             lambda a: render_user_data(
                 NodeBoot(
                     kind=kind,
@@ -861,6 +869,7 @@ class K3sCluster(pulumi.ComponentResource):
                     credential_provider=(
                         ecr_credential_provider(self._cfg.arch) if self._ecr_pulls else None
                     ),
+                    snapshots=a[3],
                 )
             )
         )

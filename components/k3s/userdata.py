@@ -4,7 +4,10 @@ at boot."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import shlex
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,18 +18,17 @@ from components.cluster_access import SERVER_TAINT
 
 USER_DATA_LIMIT = 16 * 1024
 """EC2 rejects user data above 16 KB."""
+BOOT_SCRIPT = Path(__file__).with_name("boot.sh").read_text()
+BOOT_SCRIPT_PATH = "/usr/local/sbin/platform-boot"
 
 
-def _without_comments(script: str) -> str:
-    """The script as nodes get it: its comment lines cost user data bytes and explain nothing
-    at run time (shellcheck directives stay, so the embedded copy lints as the source does)."""
-    first, *rest = script.splitlines(keepends=True)
-    return first + "".join(
-        line for line in rest if not line.lstrip().startswith("#") or "shellcheck " in line
-    )
+def packed(text: str) -> str:
+    """gzip (reproducible: no timestamp) and base64 in 76-column lines, for `encoding: gz+b64`.
+    The boot script is most of the user data and compresses to a third: packed, every node
+    kind keeps well under EC2's limit."""
+    encoded = base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
+    return "\n".join(textwrap.wrap(encoded, 76)) + "\n"
 
-
-BOOT_SCRIPT = _without_comments(Path(__file__).with_name("boot.sh").read_text())
 
 # CIS hardening guide for K3s: sysctls that protect-kernel-defaults requires to be set.
 KUBELET_SYSCTLS = """\
@@ -165,6 +167,9 @@ class EtcdSnapshots:
     region: str
     schedule: str
     retention: int
+    name: str = "etcd-snapshot"
+    """Snapshot file prefix; it carries the cluster's generation, so a founding server restores
+    only snapshots of the cluster it replaces."""
     folder: str = "etcd"
 
 
@@ -189,6 +194,7 @@ def server_k3s_config(tls_sans: list[str], snapshots: EtcdSnapshots, dedicated: 
         "etcd-s3-bucket": snapshots.bucket,
         "etcd-s3-region": snapshots.region,
         "etcd-s3-folder": snapshots.folder,
+        "etcd-snapshot-name": snapshots.name,
         "kube-apiserver-arg": [
             "enable-admission-plugins=NodeRestriction",
             f"admission-control-config-file={SERVER_DIR}/psa.yaml",
@@ -227,6 +233,8 @@ class NodeBoot:
     """Extra non-secret files (path -> content), e.g. K3s auto-deploy manifests."""
     credential_provider: Download | None = None
     """ecr-credential-provider; None when nodes don't pull from ECR."""
+    snapshots: EtcdSnapshots | None = None
+    """Where a server that founds the cluster looks for a snapshot of it to restore."""
 
 
 class _Literal(str):
@@ -257,6 +265,10 @@ def boot_env(boot: NodeBoot) -> str:
         "SERVER_ADDRESSES": " ".join(boot.server_addresses),
         "ECR_CREDENTIAL_PROVIDER_URL": provider.url,
         "ECR_CREDENTIAL_PROVIDER_SHA256": provider.sha256,
+        "SNAPSHOT_BUCKET": boot.snapshots.bucket if boot.snapshots else "",
+        "SNAPSHOT_PREFIX": (
+            f"{boot.snapshots.folder}/{boot.snapshots.name}-" if boot.snapshots else ""
+        ),
     }
     return "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
 
@@ -269,7 +281,7 @@ def render_user_data(boot: NodeBoot) -> str:
         ("/etc/platform/boot.env", boot_env(boot), "0644"),
         ("/etc/platform/k3s-config.yaml", _dump(boot.k3s_config), "0600"),
         ("/etc/sysctl.d/90-kubelet.conf", KUBELET_SYSCTLS, "0644"),
-        ("/usr/local/sbin/platform-boot", BOOT_SCRIPT, "0755"),
+        (BOOT_SCRIPT_PATH, packed(BOOT_SCRIPT), "0755"),
     ]
     if boot.kind != "agent":
         files += [
@@ -287,7 +299,13 @@ def render_user_data(boot: NodeBoot) -> str:
     files += [(path, content, "0600") for path, content in sorted(boot.extra_files.items())]
     doc = {
         "write_files": [
-            {"path": path, "owner": "root:root", "permissions": mode, "content": _Literal(content)}
+            {
+                "path": path,
+                "owner": "root:root",
+                "permissions": mode,
+                **({"encoding": "gz+b64"} if path == BOOT_SCRIPT_PATH else {}),
+                "content": _Literal(content),
+            }
             for path, content, mode in files
         ],
         "runcmd": [["/usr/local/sbin/platform-boot"]],

@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,7 +20,13 @@ import boto3
 import pytest
 import yaml
 
-from components.k3s.userdata import Download, NodeBoot, agent_k3s_config, boot_env
+from components.k3s.userdata import (
+    Download,
+    EtcdSnapshots,
+    NodeBoot,
+    agent_k3s_config,
+    boot_env,
+)
 from tests.conftest import REPO, free_port
 
 BOOT = REPO / "components" / "k3s" / "boot.sh"
@@ -35,14 +42,16 @@ SERVER_SECRET = {
         "service.key": "-----BEGIN RSA PRIVATE KEY-----\nsa\n-----END RSA PRIVATE KEY-----\n",
     },
 }
-K3S_BINARY = b"#!/bin/sh\necho k3s version v1.34.10+k3s1\n"
+# Stands in for the K3s binary: records how it is run (a restore runs it before the service).
+K3S_BINARY = b'#!/bin/sh\necho "$@" >> "$(dirname "$0")/k3s-calls"\n'
 PROVIDER_BINARY = b"#!/bin/sh\necho credential-provider\n"
 # Stands in for K3s's install.sh: it must find the verified binary where boot.sh put it.
 INSTALL_SCRIPT = b"""#!/bin/sh
 set -e
 [ -x "$INSTALL_K3S_BIN_DIR/k3s" ] || { echo "install.sh: no k3s binary" >&2; exit 1; }
-printf '{"exec": "%s", "version": "%s", "skipDownload": "%s"}' \\
-  "$INSTALL_K3S_EXEC" "$INSTALL_K3S_VERSION" "$INSTALL_K3S_SKIP_DOWNLOAD" \\
+printf '{"exec": "%s", "version": "%s", "skipDownload": "%s", "skipStart": "%s"}' \\
+  "$INSTALL_K3S_EXEC" "$INSTALL_K3S_VERSION" \\
+  "$INSTALL_K3S_SKIP_DOWNLOAD" "$INSTALL_K3S_SKIP_START" \\
   > "$INSTALL_K3S_BIN_DIR/install-calls.json"
 """
 
@@ -133,6 +142,7 @@ class Sandbox:
         credential_provider: Download | None = None,
         instance_id: str = "i-0000000000000000a",
         extra_env: dict[str, str] | None = None,
+        snapshots: EtcdSnapshots | None = None,
     ) -> subprocess.CompletedProcess:
         boot = NodeBoot(
             kind=kind,
@@ -144,6 +154,7 @@ class Sandbox:
             server_addresses=servers,
             k3s_config=k3s_config,
             credential_provider=credential_provider,
+            snapshots=snapshots,
         )
         (self.root / "etc/platform").mkdir(parents=True, exist_ok=True)
         (self.root / "etc/platform/boot.env").write_text(boot_env(boot))
@@ -235,6 +246,7 @@ def test_first_server_writes_ca_files_and_config(sandbox):
         "exec": "server",
         "version": "v1.34.10+k3s1",
         "skipDownload": "true",
+        "skipStart": "false",
     }
     assert (sandbox.root / "usr/local/bin/k3s").read_bytes() == K3S_BINARY
     assert sandbox.mode("usr/local/bin/k3s") == 0o755
@@ -475,3 +487,67 @@ def test_an_unpinned_provider_is_checked_against_the_published_digest(sandbox, l
     assert run.returncode == 0, run.stderr
     binary = sandbox.root / "var/lib/rancher/credentialprovider/bin/ecr-credential-provider"
     assert binary.read_bytes() == PROVIDER_BINARY
+
+
+def _snapshot_bucket(name: str, keys: list[str]) -> str:
+    """A bucket holding `keys` in this order, each newer than the one before."""
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": REGION})
+    for i, key in enumerate(keys):
+        if i:
+            time.sleep(1.1)  # LastModified counts whole seconds
+        s3.put_object(Bucket=name, Key=key, Body=b"snapshot")
+    return name
+
+
+def _systemctl_shim(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    calls = tmp_path / "systemctl-calls"
+    (shim / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (shim / "systemctl").chmod(0o755)
+    return {"PATH": f"{shim}:{VENV_BIN}:{os.environ['PATH']}"}, calls
+
+
+def test_a_founding_server_restores_the_newest_snapshot_of_its_cluster(sandbox, tmp_path):
+    """Dev's replaced server comes back with the cluster's data, not an empty cluster."""
+    bucket = _snapshot_bucket(
+        "restore-snapshots",
+        [
+            "etcd/etcd-snapshot-0a0a0a0a-ip-10-20-0-10-aaaa-1700000000.zip",
+            "etcd/etcd-snapshot-0a0a0a0a-ip-10-20-0-10-aaaa-1700021600.zip",
+            # A cluster this bucket held before (a destroy that kept the data): never restored.
+            "etcd/etcd-snapshot-0b0b0b0b-ip-10-20-0-10-bbbb-1700043200.zip",
+        ],
+    )
+    snapshots = EtcdSnapshots(bucket, REGION, "0 */6 * * *", 5, name="etcd-snapshot-0a0a0a0a")
+    env, systemctl = _systemctl_shim(tmp_path)
+    arn = _secret("restoring-server", json.dumps(SERVER_SECRET))
+    config = {"secrets-encryption": True}
+    run = sandbox.run(
+        "server-init", arn, ["127.0.0.1"], free_port(), config, extra_env=env, snapshots=snapshots
+    )
+    assert run.returncode == 0, run.stderr
+    newest = "etcd-snapshot-0a0a0a0a-ip-10-20-0-10-aaaa-1700021600.zip"
+    assert f"restoring etcd from s3://{bucket}/etcd/{newest}" in run.stderr
+    assert json.loads(sandbox.calls.read_text())["skipStart"] == "true"
+    k3s_calls = (sandbox.root / "usr/local/bin/k3s-calls").read_text().splitlines()
+    assert k3s_calls == [f"server --cluster-reset --cluster-reset-restore-path={newest}"]
+    assert systemctl.read_text().splitlines() == ["start k3s"]
+    assert sandbox.config()["cluster-init"] is True
+
+
+def test_a_founding_server_without_snapshots_starts_an_empty_cluster(sandbox, tmp_path):
+    bucket = _snapshot_bucket(
+        "fresh-snapshots", ["etcd/etcd-snapshot-0b0b0b0b-ip-10-20-0-10-bbbb-1700043200.zip"]
+    )
+    snapshots = EtcdSnapshots(bucket, REGION, "0 */6 * * *", 5, name="etcd-snapshot-0a0a0a0a")
+    env, systemctl = _systemctl_shim(tmp_path)
+    arn = _secret("fresh-server", json.dumps(SERVER_SECRET))
+    run = sandbox.run(
+        "server-init", arn, ["127.0.0.1"], free_port(), {}, extra_env=env, snapshots=snapshots
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(sandbox.calls.read_text())["skipStart"] == "false"
+    assert not (sandbox.root / "usr/local/bin/k3s-calls").exists()
+    assert not systemctl.exists()
