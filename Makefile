@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STACK  ?= dev
 OUT    ?= build/synth/$(STACK)
 
-.PHONY: help venv synth synth-all test test-data charts policy cost e2e-tools e2e clean
+.PHONY: help venv synth synth-all test test-data charts policy policy-venv cost e2e-tools e2e clean
 
 help:
 	@echo "make synth [STACK=dev|prod|local]  offline synth into build/synth/<stack>/"
@@ -17,6 +17,7 @@ help:
 	@echo "make charts                         the pinned chart archives the synth renders (cache)"
 	@echo "make policy                         guardrails over every app as Argo CD renders it, per stack"
 	@echo "make policy PATHS=...               guardrail checker over YAML files or folders as written"
+	@echo "make policy-venv                    policy/venv for pulumi preview --policy-pack policy"
 	@echo "make cost [STACK=dev]               monthly cost estimate against the budget of a stack"
 	@echo "make e2e-tools                      build the Pulumi CLI, providers and control plane (Go)"
 	@echo "make e2e                            real pulumi up/refresh/destroy of the local stack (root)"
@@ -67,6 +68,10 @@ test-data: venv
 # the restricted Namespace): raw overlay folders hold partial objects and stand-in hosts.
 policy: venv
 	$(if $(PATHS),$(PY) -m policy.check $(PATHS),$(PY) -m synth.apps)
+
+# The pack runs in a virtualenv of its own requirements, as a published pack does (PulumiPolicy.yaml).
+policy-venv:
+	$(PYTHON) policy/install.py
 
 cost: venv
 	$(PY) -m cost --stack $(STACK)

@@ -18,8 +18,9 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator
 
 from components import versions
-from components.registry.config import RegistryConfig
-from components.sections import (
+from policy.cost.catalogue import instance_types, priced_types, regions
+from policy.registry.config import RegistryConfig
+from policy.sections import (
     AWS_REGION_RE,
     DNS_NAME_RE,
     EMAIL_RE,
@@ -30,7 +31,8 @@ from components.sections import (
     Section,
     unique,
 )
-from components.stack_file import (
+from policy.settings import PolicyConfigError, PolicySettings
+from policy.stack_file import (
     ConfigError,
     ConfigIssue,
     JsonRefused,
@@ -41,8 +43,6 @@ from components.stack_file import (
     printable,
     shown,
 )
-from cost.catalogue import instance_types, priced_types, regions
-from policy.settings import PolicyConfigError, PolicySettings
 
 NAMESPACE = "platform"
 SECRET_KEYS = frozenset({"gitopsToken"})
@@ -550,8 +550,8 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
         issues.append(
             ConfigIssue(
                 "aws:region",
-                f"{printable(cfg.aws_region)} has no prices in cost/prices.yaml, which the cost "
-                f"estimate and the budget check need; priced regions: {', '.join(regions())} "
+                f"{printable(cfg.aws_region)} has no prices in policy/cost/prices.yaml, which the "
+                f"cost estimate and the budget check need; priced regions: {', '.join(regions())} "
                 "(add the region's prices there to use it)",
             )
         )
@@ -581,7 +581,7 @@ def _semantic_issues(cfg: PlatformConfig) -> list[ConfigIssue]:
             # The estimate and the budget check price every node: an unpriced type has neither.
             add(
                 f"cluster.{key}",
-                f"{printable(itype)} has no {cfg.aws_region} price in cost/prices.yaml; "
+                f"{printable(itype)} has no {cfg.aws_region} price in policy/cost/prices.yaml; "
                 f"allowed for platform:cluster.arch {arch}: "
                 f"{', '.join(priced_types(cfg.aws_region, arch))}",
             )
@@ -831,7 +831,7 @@ def decode(values: Mapping[str, Any], secret_keys: Collection[str] = ()) -> dict
 
 
 def from_stack_file(stack: StackFile) -> PlatformConfig:
-    """Validate a stack file read by `components.stack_file.load`; issues name its lines."""
+    """Validate a stack file read by `policy.stack_file.load`; issues name its lines."""
     try:
         return parse(decode(stack.values, stack.secret_keys), stack.secret_keys)
     except ConfigError as exc:

@@ -8,7 +8,7 @@ import sys
 
 from components.config import ConfigError
 from cost import levers
-from cost.estimate import UnknownPrice, eks_comparison, estimate
+from policy.cost.estimate import UnknownPrice, eks_comparison, estimate
 from synth.core import stack_name, synthesize
 
 

@@ -54,7 +54,7 @@ def total(stack: str, values: Mapping[str, Any]) -> float:
 
 
 def levers(stack: str) -> Levers:
-    from components.stack_file import load
+    from policy.stack_file import load
     from synth.core import stack_file
 
     spec = yaml.safe_load(LEVERS.read_text())[stack]

@@ -30,6 +30,7 @@ from typing import Any
 from components import versions
 from e2e import cluster as control_plane
 from e2e.tools import build
+from policy import install as pack_venv
 from synth import charts
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,6 +112,8 @@ def outside(args: argparse.Namespace) -> int:
     if os.geteuid() != 0 or shutil.which("ip") is None:
         raise E2eError("the e2e needs root and iproute2 (`ip`) for its network namespace")
     charts, crds = chart_directory(), traefik_crds()
+    # Built out here: inside the namespace there is no package index.
+    policy_venv = pack_venv.ensure(pack_venv.cached_location())
     name = f"gitops-e2e-{os.getpid()}"
     try:
         create_namespace(name)
@@ -129,6 +132,8 @@ def outside(args: argparse.Namespace) -> int:
             str(tools),
             "--charts",
             str(charts),
+            "--policy-venv",
+            str(policy_venv),
             *[f"--crd={c}" for c in crds],
         ]
         return subprocess.run(cmd, cwd=REPO).returncode
@@ -193,6 +198,7 @@ class Harness:
     tools: Path
     charts: Path
     crds: list[Path]
+    policy_venv: Path
     report: Report = field(default_factory=Report)
     env: dict[str, str] = field(default_factory=dict)
     baseline: set[str] = field(default_factory=set)
@@ -220,6 +226,14 @@ class Harness:
                 (self.project / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, self.project / rel)
         (self.project / ".venv").symlink_to(REPO / ".venv")
+
+    def published_pack(self) -> Path:
+        """The policy folder alone, under another name, with a virtualenv of its requirements
+        only: what `pulumi policy publish` ships and an enforcing CLI runs."""
+        pack = self.workdir / "gitops-platform-guardrails"
+        shutil.copytree(self.project / "policy", pack)
+        (pack / "venv").symlink_to(self.policy_venv)
+        return pack
 
     def pulumi_env(self) -> dict[str, str]:
         home = self.workdir / "pulumi-home"
@@ -444,7 +458,7 @@ class Harness:
         self.env = self.pulumi_env()
         self.report.pulumi = self.pulumi("version").strip()
         self.configure()
-        self.step("preview", "preview", "--policy-pack", "policy")
+        self.step("preview", "preview", "--policy-pack", str(self.published_pack()))
         self.step("up", "up", "--yes")
         state = self.pulumi_json("stack", "export")
         self.report.resources = len(state["deployment"].get("resources", []))
@@ -493,7 +507,7 @@ class Harness:
 
 
 def inside(args: argparse.Namespace) -> int:
-    harness = Harness(args.workdir.resolve(), args.tools, args.charts, args.crd)
+    harness = Harness(args.workdir.resolve(), args.tools, args.charts, args.crd, args.policy_venv)
     report = harness.report
     code = 0
     try:
@@ -539,13 +553,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tools", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--charts", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--policy-venv", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--crd", type=Path, action="append", default=[], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     # A stopped run (CI's time limit, Ctrl-C) still removes its processes and namespace.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         return inside(args) if args.inside else outside(args)
-    except (E2eError, build.BuildError) as exc:
+    except (E2eError, build.BuildError, pack_venv.VenvError) as exc:
         print(f"e2e: {exc}", file=sys.stderr)
         return 2
 

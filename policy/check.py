@@ -21,10 +21,10 @@ from typing import Any, TextIO
 import yaml
 
 from components.config import checked_values
-from components.stack_file import ConfigError, load, load_mapping
 from policy.engine import Finding, Manifest, evaluate, items_from_manifest
 from policy.rules import RULES_BY_ID, Enforcement
 from policy.settings import STACK_KEY, PolicyConfigError, PolicySettings
+from policy.stack_file import ConfigError, load, load_mapping
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -16,9 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from components.registry.config import RegistryConfig
-from components.stack_file import ConfigIssue, json_value, key_path, shown
+from policy.registry.config import RegistryConfig
 from policy.rules import RULES, RULES_BY_ID, Enforcement, Params, StackInfo, get_rule
+from policy.stack_file import ConfigIssue, json_value, key_path, shown
 
 STACK_KEY = "platform:policy"
 _FACT_KEYS = {

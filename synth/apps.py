@@ -20,11 +20,11 @@ from typing import Any, TextIO
 
 from components.argocd import gitops, render
 from components.config import from_stack_file
-from components.stack_file import ConfigError, load
 from policy.check import text_report
 from policy.engine import Finding, Manifest, evaluate
 from policy.rules import Enforcement
 from policy.settings import PolicySettings
+from policy.stack_file import ConfigError, load
 from synth.core import REPO, stack_name
 from synth.environments import stack_files
 

@@ -3,7 +3,7 @@
 From the objects the releases render (and the workloads the program creates itself), the K3s
 add-ons and a stated reserve per node, it sums the requested CPU and memory of each node group
 (`servers`, `agents`) against the group's allocatable resources (the instance type's, from the
-catalogue in cost/prices.yaml, times its guaranteed nodes: the servers, and the agents' Auto
+catalogue in policy/cost/prices.yaml, times its guaranteed nodes: the servers, and the agents' Auto
 Scaling minimum).
 
 Where pods land:
@@ -29,7 +29,7 @@ from typing import Any
 
 from components.cluster_access import CONTROL_PLANE_SELECTOR
 from components.config import PlatformConfig
-from cost.catalogue import instance_types
+from policy.cost.catalogue import instance_types
 from policy.engine import Finding
 from policy.quantity import parse_quantity
 from policy.rules import Enforcement

@@ -21,10 +21,10 @@ from pulumi.runtime.sync_await import _sync_await
 
 from components import config as stack_config
 from components.platform import sizing
-from components.stack_file import StackFile, load, printable
-from cost import estimate as cost
+from policy.cost import estimate as cost
 from policy.engine import Finding, Manifest, evaluate
 from policy.settings import PolicySettings
+from policy.stack_file import StackFile, load, printable
 from synth import capacity, charts
 from synth.mocks import SECRET, RecordingMonitor, Registration, SynthMocks, redact
 
@@ -77,7 +77,7 @@ def stack_file(stack: str) -> Path:
 
 def read_stack_file(stack: str, path: Path | None = None) -> StackFile:
     """The stack file, `path` or `stacks/Pulumi.<stack>.yaml`, read and checked by
-    `components.stack_file`."""
+    `policy.stack_file`."""
     if path is None and not stack_file(stack).exists():
         known = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
         raise FileNotFoundError(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from components.argocd import gitops
 from components.config import PlatformConfig, from_stack_file
-from components.stack_file import ConfigError, ConfigIssue, StackFile, load, printable
+from policy.stack_file import ConfigError, ConfigIssue, StackFile, load, printable
 
 REPO = Path(__file__).resolve().parent.parent
 STACKS_DIR = REPO / "stacks"

@@ -32,7 +32,7 @@ from components.k3s.userdata import (
 )
 from components.log_archive import LogArchive
 from components.network import Network, fixed_address
-from cost.catalogue import instance_types
+from policy.cost.catalogue import instance_types
 
 API_PORT = 6443
 INGRESS_PORTS = (80, 443)

@@ -1,5 +1,4 @@
-"""The app image registry: ECR repositories, tag-class retention and node pull rights.
-
-`config` (stack settings), `lifecycle` (policy and ECR evaluator), `tags` (the tagging
-convention, importable without Pulumi) and `component` (the `Registry` resource).
+"""The app image registry: ECR repositories and node pull rights (`component`, the `Registry`
+resource). Its settings, lifecycle policy and tagging convention are `policy/registry`, which the
+guardrails judge images by.
 """

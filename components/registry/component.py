@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.registry.config import RegistryConfig
-from components.registry.lifecycle import lifecycle_policy_json
+from policy.registry.config import RegistryConfig
+from policy.registry.lifecycle import lifecycle_policy_json
 
 PULL_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",

@@ -50,7 +50,7 @@ SNAPSHOT_ROLE = "raft-snapshot"
 AUDIENCE = "vault"
 """Token audience the roles bind; External Secrets stores request it (`audiences: [vault]`)."""
 
-# Also in components/sections.py; this module stays free of the config's imports because the
+# Also in policy/sections.py; this module stays free of the config's imports because the
 # snapshot CronJob runs it with hvac and boto3 alone.
 K8S_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _MOUNT_PATH_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")

@@ -9,8 +9,8 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from components.registry.config import RegistryConfig
 from policy.model import Item
+from policy.registry.config import RegistryConfig
 
 
 class Enforcement(StrEnum):

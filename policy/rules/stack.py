@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 from pydantic import Field
 
-from components.registry.tags import is_kept_reference, parse_image_reference
-from cost.estimate import Resource, UnknownPrice, estimate
+from policy.cost.estimate import Resource, UnknownPrice, estimate
 from policy.model import Inventory, Item
+from policy.registry.tags import is_kept_reference, parse_image_reference
 from policy.rules.base import Enforcement, Params, Rule, Scope, StackInfo, Violation
 from policy.rules.kubernetes import POD_KINDS, containers, pod_spec
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from components import config
-from components.stack_file import load
+from policy.stack_file import load
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "config"

@@ -11,7 +11,7 @@ import pulumi
 import pytest
 
 from components import config
-from components.stack_file import MAX_BYTES, ConfigError, load, printable
+from policy.stack_file import MAX_BYTES, ConfigError, load, printable
 from tests.config.mutations import BOMB
 
 REPO = Path(__file__).resolve().parents[2]

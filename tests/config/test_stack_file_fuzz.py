@@ -14,9 +14,9 @@ import pytest
 
 import synth.core
 from components import config
-from components.stack_file import ConfigError, load
 from cost.__main__ import main as cost_main
 from policy.check import main as check_main
+from policy.stack_file import ConfigError, load
 from tests.config.mutations import MARKER, mutants
 
 SEED = 20_260_601

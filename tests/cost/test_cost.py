@@ -7,9 +7,10 @@ import json
 import pytest
 
 from components import config
-from cost import catalogue, levers
-from cost import estimate as cost
+from cost import levers
 from cost.__main__ import markdown
+from policy.cost import catalogue
+from policy.cost import estimate as cost
 from synth.core import cost_of, cost_resources
 from tests.conftest import REPO
 
@@ -119,7 +120,7 @@ def _with_cluster(region: str, arch: str, itype: str) -> dict:
 
 
 def config_values(stack: str) -> dict:
-    from components.stack_file import load
+    from policy.stack_file import load
 
     return load(REPO / "stacks" / f"Pulumi.{stack}.yaml").values
 
@@ -152,7 +153,7 @@ def test_config_rejects_a_region_without_prices():
     with pytest.raises(config.ConfigError) as err:
         config.parse(raw)
     (issue,) = [i for i in err.value.issues if i.key == "aws:region"]
-    assert "no prices in cost/prices.yaml" in issue.message
+    assert "no prices in policy/cost/prices.yaml" in issue.message
     assert ", ".join(catalogue.regions()) in issue.message
 
 

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from components.network import NAT_INSTANCE_TYPE, nat_user_data
-from components.stack_file import load
-from cost import catalogue
 from cost.levers import merged
+from policy.cost import catalogue
+from policy.stack_file import load
 from synth.core import cost_of, policy_findings, stack_file, synthesize
 from tests.conftest import require_tool
 

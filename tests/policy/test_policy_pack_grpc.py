@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -43,13 +44,17 @@ FLAGS = {
 
 
 @contextmanager
-def start_pack(stack_config: dict[str, str] | None = None) -> Iterator[Any]:
+def start_pack(
+    stack_config: dict[str, str] | None = None,
+    python: str = sys.executable,
+    folder: Path = REPO_ROOT / "policy",
+) -> Iterator[Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
     if stack_config is not None:
         env["PULUMI_CONFIG"] = json.dumps(stack_config)
     process = subprocess.Popen(
-        [sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:0", "."],
-        cwd=REPO_ROOT / "policy",
+        [python, "-u", "-m", "pulumi.policy", "127.0.0.1:0", "."],
+        cwd=folder,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -9,8 +9,8 @@ import pulumi
 import pytest
 
 from components.registry.component import PULL_ACTIONS, Registry, RegistryArgs, pull_policy_json
-from components.registry.config import RegistryConfig
-from components.registry.lifecycle import lifecycle_policy_json
+from policy.registry.config import RegistryConfig
+from policy.registry.lifecycle import lifecycle_policy_json
 
 ACCOUNT = "123456789012"
 CFG = RegistryConfig(apps=["shop/web", "shop-api"], environments=["dev", "prod"])

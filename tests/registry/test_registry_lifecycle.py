@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.registry.config import RegistryConfig
-from components.registry.lifecycle import (
+from policy.registry.config import RegistryConfig
+from policy.registry.lifecycle import (
     Image,
     PolicyError,
     TagClass,

@@ -14,8 +14,8 @@ import pytest
 from moto.ecr.exceptions import InvalidParameterException
 from moto.ecr.policy_validation import EcrLifecyclePolicyValidator
 
-from components.registry.config import RegistryConfig
-from components.registry.lifecycle import (
+from policy.registry.config import RegistryConfig
+from policy.registry.lifecycle import (
     MAX_POLICY_CHARS,
     PolicyError,
     lifecycle_policy,

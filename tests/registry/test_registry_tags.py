@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from components.registry.config import RegistryConfig
-from components.registry.lifecycle import Image, evaluate, lifecycle_policy
-from components.registry.tags import (
+from policy.registry.config import RegistryConfig
+from policy.registry.lifecycle import Image, evaluate, lifecycle_policy
+from policy.registry.tags import (
     KEPT_CLASSES,
     TagClass,
     classify,

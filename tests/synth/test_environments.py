@@ -11,7 +11,7 @@ import yaml
 
 from components.argocd import gitops
 from components.config import from_stack_file
-from components.stack_file import ConfigError, load
+from policy.stack_file import ConfigError, load
 from synth import environments
 from synth.__main__ import main as synth_main
 from tests.conftest import REPO, STACKS

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from components.platform import sizing
-from cost.catalogue import instance_types, priced_types
+from policy.cost.catalogue import instance_types, priced_types
 from synth import charts
 from tests.conftest import REPO, STACKS
 from tests.synth.test_synth_output import _synth_cli

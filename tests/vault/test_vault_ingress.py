@@ -9,7 +9,7 @@ import yaml
 
 from components import config
 from components.platform.vault import FLAVORS, allow_list_middleware, ingress_values
-from components.stack_file import load
+from policy.stack_file import load
 from synth.core import synthesize
 from tests.crd import crd_errors
 

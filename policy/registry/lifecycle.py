@@ -29,7 +29,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-from components.registry.config import (
+from policy.registry.config import (
     DEPLOYED_PREFIX,
     PULL_REQUEST_PREFIX,
     RELEASE_PATTERN,

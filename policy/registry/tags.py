@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from components.registry.config import RegistryConfig
-from components.registry.lifecycle import ClassRule, TagClass, class_rules, selection_matches
+from policy.registry.config import RegistryConfig
+from policy.registry.lifecycle import ClassRule, TagClass, class_rules, selection_matches
 
 KEPT_CLASSES = frozenset({TagClass.DEPLOYED, TagClass.NAMED, TagClass.RELEASE})
 """Classes whose images outlive a deployment that references them: deployed tags are kept

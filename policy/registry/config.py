@@ -9,8 +9,8 @@ import re
 
 from pydantic import Field, field_validator, model_validator
 
-from components.sections import ENV_NAME_RE, Section, unique
-from components.stack_file import shown
+from policy.sections import ENV_NAME_RE, Section, unique
+from policy.stack_file import shown
 
 # ECR's repository-name grammar (CreateRepository API): lower-case components joined by
 # single `.`, `_` or `-`, optionally namespaced with `/`, 2 to 256 characters.

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from components.stack_file import printable
-from cost.catalogue import instance_types, regions, table
+from policy.cost.catalogue import instance_types, regions, table
+from policy.stack_file import printable
 
 UNLIMITED_NOTE = "unlimited CPU credits: use above the T type's baseline is billed extra"
 
@@ -78,7 +78,7 @@ def load_prices(region: str) -> tuple[dict[str, Any], str, int]:
     prices = table()
     if region not in prices["regions"]:
         raise UnknownPrice(
-            f"cost/prices.yaml has no prices for region {region}; it has {regions()}"
+            f"policy/cost/prices.yaml has no prices for region {region}; it has {regions()}"
         )
     return prices["regions"][region], prices["date"], prices["hours_per_month"]
 
@@ -104,7 +104,8 @@ def estimate(resources: Iterable[Resource], region: str) -> Estimate:
             return prices["instance_hourly"][itype]
         except KeyError:
             raise UnknownPrice(
-                f"cost/prices.yaml has no {region} price for instance type {printable(itype)}"
+                f"policy/cost/prices.yaml has no {region} price for instance type "
+                f"{printable(itype)}"
             ) from None
 
     def of_type(typ: str) -> list[Resource]:

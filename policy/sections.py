@@ -7,7 +7,7 @@ import re
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from components.stack_file import shown
+from policy.stack_file import shown
 
 _DNS_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 DNS_NAME_RE = re.compile(rf"^(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})+$")
