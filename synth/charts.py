@@ -312,25 +312,37 @@ _METRICS_ONLY = (
     "its Service only exposes metrics to scrapers (no client traffic), and the chart has no "
     "value for a readiness probe or preStop hook on this container"
 )
+_WEBHOOK = f"{_NO_LIFECYCLE}; the API server retries a webhook call that a stopping pod drops"
+_GO_RESOLVER = Exemption(
+    ("dns-conntrack-mitigation",),
+    "a Go program: Go's resolver sends A and AAAA from separate sockets, so the conntrack insert "
+    "race does not apply; the chart has no dnsConfig value for it",
+)
+_NO_DNS_CONFIG = Exemption(
+    ("dns-conntrack-mitigation",),
+    "the redis-ha sub-chart has no dnsConfig value; Redis and HAProxy resolve their peers at "
+    "start and on failover only",
+)
 CHART_EXEMPTIONS: dict[tuple[str, str, str], tuple[Exemption, ...]] = {
     ("cert-manager", "Deployment", "cert-manager"): (
         Exemption(("readiness-probe-if-serviced", "graceful-shutdown"), _METRICS_ONLY),
     ),
     ("cert-manager", "Deployment", "cert-manager-cainjector"): (
         Exemption(("readiness-probe-if-serviced", "graceful-shutdown"), _METRICS_ONLY),
+        _GO_RESOLVER,
     ),
     ("cert-manager", "Deployment", "cert-manager-webhook"): (
-        Exemption(
-            ("graceful-shutdown",),
-            f"{_NO_LIFECYCLE}; the API server retries a webhook call that a stopping pod drops",
-        ),
+        Exemption(("graceful-shutdown",), _WEBHOOK),
+        _GO_RESOLVER,
     ),
+    ("cert-manager", "Job", "cert-manager-startupapicheck"): (_GO_RESOLVER,),
     ("external-secrets", "Deployment", "external-secrets-webhook"): (
-        Exemption(
-            ("graceful-shutdown",),
-            f"{_NO_LIFECYCLE}; the API server retries a webhook call that a stopping pod drops",
-        ),
+        Exemption(("graceful-shutdown",), _WEBHOOK),
+        _GO_RESOLVER,
     ),
+    ("external-secrets", "Deployment", "external-secrets-cert-controller"): (_GO_RESOLVER,),
+    ("vault", "StatefulSet", "vault"): (_GO_RESOLVER,),
+    ("openbao", "StatefulSet", "openbao"): (_GO_RESOLVER,),
     ("argocd", "Deployment", "argocd-applicationset-controller"): (
         Exemption(
             ("graceful-shutdown",),
@@ -345,12 +357,15 @@ CHART_EXEMPTIONS: dict[tuple[str, str, str], tuple[Exemption, ...]] = {
             ("small",),
         ),
     ),
+    ("argocd", "Job", "argocd-redis-secret-init"): (_GO_RESOLVER,),
+    ("argocd", "Deployment", "argocd-redis-ha-haproxy"): (_NO_DNS_CONFIG,),
     ("argocd", "StatefulSet", "argocd-redis-ha-server"): (
         Exemption(
             ("graceful-shutdown",),
             f"{_NO_LIFECYCLE} (split-brain-fix, a watchdog that serves nothing); Redis and "
             "Sentinel have theirs",
         ),
+        _NO_DNS_CONFIG,
     ),
     ("rancher", "Deployment", "rancher"): (
         Exemption(("graceful-shutdown",), _NO_LIFECYCLE),
@@ -359,18 +374,21 @@ CHART_EXEMPTIONS: dict[tuple[str, str, str], tuple[Exemption, ...]] = {
             "small stacks run one replica (sizing) and the chart cannot annotate its Deployment",
             ("small",),
         ),
+        _GO_RESOLVER,
     ),
     ("rancher", "Job", "rancher-post-delete"): (
         Exemption(
             ("resources-requests-limits",),
             "a Helm hook that runs on uninstall only; the chart has no resources value for it",
         ),
+        _GO_RESOLVER,
     ),
     ("rancher", "Job", "rancher-pre-upgrade"): (
         Exemption(
             ("resources-requests-limits",),
             "a Helm hook that runs before an upgrade only; the chart has no resources value for it",
         ),
+        _GO_RESOLVER,
     ),
 }
 """(release, kind, name) -> what a chart renders that its values cannot change, and why. The

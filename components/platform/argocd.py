@@ -25,6 +25,7 @@ from components.config import PlatformConfig
 from components.password import GeneratedPassword
 from components.platform import sizing
 from components.platform.base import (
+    DNS_CONFIG,
     IGNORE_ANNOTATION,
     SINGLE_REPLICA_EXEMPTION,
     ChartSource,
@@ -95,7 +96,10 @@ VALUES_KEYS = {
 
 def _component(args: ArgoCdArgs, name: str) -> dict[str, Any]:
     size = sizing.size_of(args.config.production)
-    values: dict[str, Any] = {"resources": sizing.resources(RELEASE, name, size)}
+    values: dict[str, Any] = {
+        "resources": sizing.resources(RELEASE, name, size),
+        "dnsConfig": DNS_CONFIG,
+    }
     if name in REPLICATED:
         count = sizing.replicas(RELEASE, name, size)
         values["replicas"] = count
@@ -165,7 +169,7 @@ def release_values(args: ArgoCdArgs) -> dict[str, Any]:
         },
         "applicationSet": _component(args, "applicationset-controller")
         | {"readinessProbe": {"enabled": True}},
-        "redis": {"resources": sizing.resources(RELEASE, "redis", size)},
+        "redis": {"resources": sizing.resources(RELEASE, "redis", size), "dnsConfig": DNS_CONFIG},
         "redisSecretInit": {"resources": sizing.resources(RELEASE, "redis-secret-init", size)},
     }
     if size == "ha":

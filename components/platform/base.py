@@ -18,6 +18,9 @@ IGNORE_ANNOTATION = "policy.gitops-platform/ignore"
 """Names the guardrails an object is exempt from (policy/engine.py), reviewed with the object."""
 SINGLE_REPLICA_EXEMPTION = "replicas-min-2"
 """What a small stack's one-replica controllers are exempt from (components/platform/sizing.py)."""
+DNS_CONFIG = {"options": [{"name": "single-request-reopen"}]}
+"""A pod's dnsConfig against the conntrack race of parallel A/AAAA lookups on one socket (the
+guardrail dns-conntrack-mitigation), where a chart has a value for it."""
 RELEASE_TIMEOUT_SECONDS = 900
 """Rancher and a first cert-manager install take several minutes on a fresh cluster."""
 

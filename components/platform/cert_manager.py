@@ -31,6 +31,7 @@ from components import versions
 from components.cluster_access import CONTROL_PLANE_SELECTOR, SERVER_TOLERATIONS, ClusterAccess
 from components.platform import sizing
 from components.platform.base import (
+    DNS_CONFIG,
     IGNORE_ANNOTATION,
     ChartSource,
     chart_release,
@@ -105,6 +106,7 @@ def release_values(args: CertManagerArgs) -> dict[str, Any]:
         else:
             values[section] = part
     values["startupapicheck"] = {"resources": sizing.resources(NAMESPACE, "startupapicheck", size)}
+    values["podDnsConfig"] = DNS_CONFIG
     if args.zone is not None:
         # Route53 credentials come from the node role through IMDS; only the servers' role may
         # change the zone, so the controller runs there.

@@ -12,6 +12,7 @@ from components import versions
 from components.cluster_access import ClusterAccess
 from components.platform import sizing
 from components.platform.base import (
+    DNS_CONFIG,
     ChartSource,
     chart_release,
     controller_values,
@@ -105,6 +106,7 @@ def release_values(production: bool) -> dict[str, Any]:
         "installCRDs": True,
         # Replicas of the controller and the cert controller take turns through a lease.
         "leaderElect": True,
+        "dnsConfig": DNS_CONFIG,
     }
     for workload, (section, name) in WORKLOADS.items():
         labels = {
