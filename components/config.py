@@ -376,6 +376,8 @@ class ServicesConfig(Section):
     """Namespaces that get a Vault policy and role `apps-<ns>` for their own secrets."""
     vault_ingress: VaultIngressConfig | None = None
     """Vault's UI and API on `vault.<domain>` for listed addresses; None: in-cluster only."""
+    vault_revoke_root: bool = False
+    """Revoke Vault's root token once bootstrapped; later runs use a scoped, renewed token."""
 
     @field_validator("app_namespaces")
     @classmethod

@@ -116,6 +116,7 @@ class Platform(pulumi.ComponentResource):
                 hostname=hosts["vault"] if cfg.vault_ingress_cidrs else None,
                 cluster_issuer=certs.issuer_name if cfg.vault_ingress_cidrs else None,
                 allowed_cidrs=tuple(cfg.vault_ingress_cidrs or ()),
+                revoke_root=services.vault_revoke_root,
             ),
             child,
         )

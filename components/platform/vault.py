@@ -81,6 +81,8 @@ class VaultArgs:
     """ClusterIssuer of the public name's certificate."""
     allowed_cidrs: Sequence[str] = ()
     """Client CIDRs Traefik lets through to the public name (`platform:services.vaultIngress`)."""
+    revoke_root: bool = False
+    """Hand over from the root token to a scoped one (`platform:services.vaultRevokeRoot`)."""
     charts: ChartSource = ChartSource()
     """Where the release's chart comes from (`platform:charts`)."""
 
@@ -431,6 +433,7 @@ class Vault(pulumi.ComponentResource):
                 args.app_namespaces,
                 seal="auto" if access.aws else "shamir",
                 vault_namespace=self.namespace,
+                revoke_root=args.revoke_root,
             ),
             namespace=self.namespace,
             # The first pod, not the load-balanced service: in HA the others join it through

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import re
 import time
@@ -157,6 +158,9 @@ class BootstrapSpec:
     """Policy name -> HCL."""
     roles: tuple[KubernetesRole, ...] = ()
     """Roles of the `kubernetes` auth method."""
+    revoke_root: bool = False
+    """Once configured, hand over to a scoped `platform-bootstrap` token and revoke the root token
+    (`hand_over`): the result's token is then the scoped one, which later runs renew and use."""
 
     def __post_init__(self) -> None:
         problems = _spec_problems(self)
@@ -192,6 +196,8 @@ class BootstrapSpec:
                 }
                 for r in self.roles
             ],
+            # Only when set, so the inputs of stacks that keep the root token do not change.
+            **({"revoke_root": True} if self.revoke_root else {}),
         }
 
     @classmethod
@@ -219,6 +225,7 @@ class BootstrapSpec:
                     )
                     for r in data.get("roles") or []
                 ),
+                revoke_root=bool(data.get("revoke_root", False)),
             )
         except SpecError:
             raise
@@ -804,6 +811,62 @@ def _delete_policy(client: hvac.Client, name: str) -> str:
     return "deleted"
 
 
+BOOTSTRAP_POLICY = "platform-bootstrap"
+"""The policy of the token that replaces the root token (`hand_over`)."""
+BOOTSTRAP_TOKEN_PERIOD = "768h"
+"""The scoped token lives as long as runs renew it within this period (Vault's default max TTL)."""
+
+
+def bootstrap_policy(spec: BootstrapSpec) -> str:
+    """What `configuration_steps` need and no more: the spec's KV mounts and auth mount, the
+    policies and roles it manages. It may not change its own policy or the root policy, nor make
+    tokens; writing an app policy cannot grant it anything, as only logins get those."""
+    rules: list[tuple[str, list[str]]] = [("sys/mounts", ["read"]), ("sys/auth", ["read"])]
+    for mount in spec.kv_mounts:
+        rules.append((f"sys/mounts/{mount.path}", ["create", "read", "update"]))
+        rules.append((f"sys/mounts/{mount.path}/tune", ["create", "read", "update"]))
+    auth = spec.kubernetes.mount_path if spec.kubernetes is not None else "kubernetes"
+    rules += [
+        # Enabling an auth method needs sudo on its path.
+        (f"sys/auth/{auth}", ["create", "read", "update", "sudo"]),
+        (f"auth/{auth}/config", ["create", "read", "update"]),
+        (f"auth/{auth}/role/*", ["create", "read", "update", "delete", "list"]),
+    ]
+    for prefix in ("sys/policy", "sys/policies/acl"):
+        rules.append((f"{prefix}/*", ["create", "read", "update", "delete"]))
+        rules += [(f"{prefix}/{name}", ["deny"]) for name in (BOOTSTRAP_POLICY, "root")]
+    return "\n".join(
+        f'path "{path}" {{\n  capabilities = {json.dumps(caps)}\n}}\n' for path, caps in rules
+    )
+
+
+def _token_policies(client: hvac.Client) -> list[str]:
+    return list(client.auth.token.lookup_self()["data"].get("policies") or [])
+
+
+def hand_over(client: hvac.Client, spec: BootstrapSpec, progress: Progress) -> str:
+    """With the root token on `client`: create the `platform-bootstrap` policy and an orphan,
+    periodic token holding only it, check that the new token answers, then revoke the root token.
+    Returns the new token; the client keeps it."""
+    client.sys.create_or_update_policy(name=BOOTSTRAP_POLICY, policy=bootstrap_policy(spec))
+    created = client.auth.token.create_orphan(
+        policies=[BOOTSTRAP_POLICY],
+        period=BOOTSTRAP_TOKEN_PERIOD,
+        display_name=BOOTSTRAP_POLICY,
+        renewable=True,
+    )
+    scoped = _answer(client, "auth/token/create-orphan", created, "auth")["auth"]["client_token"]
+    root = client.token
+    client.token = scoped
+    if BOOTSTRAP_POLICY not in _token_policies(client):
+        raise BootstrapError(f"the {BOOTSTRAP_POLICY} token Vault made lacks its policy")
+    client.token = root
+    client.auth.token.revoke_self()
+    client.token = scoped
+    progress(f"revoked the root token; later runs use the {BOOTSTRAP_POLICY} token")
+    return scoped
+
+
 def configuration_steps(spec: BootstrapSpec, previous: BootstrapResult | None = None) -> list[Step]:
     """The configuration steps of `spec` in the order `bootstrap` runs them.
 
@@ -999,6 +1062,10 @@ def bootstrap(
                 changed.append("unseal")
             wait_until_active(client, timeout=timeout, progress=progress)
             _verify_token(client, token_source)
+            root = "root" in _token_policies(client)
+            if not root:
+                # The scoped token of an earlier hand-over lives while runs renew it.
+                client.auth.token.renew_self()
         except BootstrapError as exc:
             # The record of an init whose answer never arrived, and credentials that do not open
             # Vault: that init is what initialised it.
@@ -1015,6 +1082,10 @@ def bootstrap(
             progress(f"{step.name}: {wrote or 'unchanged'}")
             if wrote:
                 changed.append(step.name)
+        if spec.revoke_root and root:
+            step_name = "revoke-root"
+            result = replace(result, root_token=hand_over(client, spec, progress))
+            changed.append(step_name)
     except BootstrapError as exc:
         exc.partial = exc.partial or partial_result()
         raise
@@ -1081,6 +1152,7 @@ def platform_spec(
     token_reviewer_jwt: str | None = None,
     vault_namespace: str = "vault",
     token_ttl: str = "1h",
+    revoke_root: bool = False,
 ) -> BootstrapSpec:
     """The platform's spec: KV v2 at `secret/`, Kubernetes auth, and these policies and roles.
 
@@ -1092,6 +1164,8 @@ def platform_spec(
       and nothing else; role `apps-<ns>` for every service account of namespace `<ns>`.
     - `raft-snapshot` policy: read `sys/storage/raft/snapshot`; role `raft-snapshot` for service
       account `vault-snapshot` in `vault_namespace` (the snapshot CronJob, `snapshot.py`).
+
+    With `revoke_root`, the root token is revoked once the rest holds (`hand_over`).
 
     Roles bind audience `vault` and issue tokens for `token_ttl`. Vault in the cluster needs no
     `kubernetes_ca_cert`/`token_reviewer_jwt`; given a CA, the local CA and token are disabled.
@@ -1143,4 +1217,5 @@ def platform_spec(
         ),
         policies=policies,
         roles=tuple(roles),
+        revoke_root=revoke_root,
     )
