@@ -12,9 +12,11 @@ import sys
 import pytest
 import yaml
 
+from components.config import parse
 from components.platform import sizing
 from policy.cost.catalogue import instance_types, priced_types
-from synth import charts
+from synth import capacity, charts
+from synth.core import load_stack_config
 from tests.conftest import REPO, STACKS
 from tests.synth.test_synth_output import _synth_cli
 
@@ -173,3 +175,29 @@ def test_without_a_chart_cache_the_synth_says_so_and_goes_on(tmp_path):
     assert (tmp_path / "out" / "helm" / "releases.json").exists()
     assert not (tmp_path / "out" / "rendered").exists()
     assert not (tmp_path / "out" / "capacity.json").exists()
+
+
+def test_required_anti_affinity_needs_a_node_per_replica(rendered_dirs):
+    """Production's three-replica controllers each need their own agent: two agents fail."""
+    values, _ = load_stack_config("prod")
+    cluster = values["platform:cluster"]
+    values["platform:cluster"] = {
+        **cluster,
+        "agents": {**cluster["agents"], "min": 2, "desired": 2},
+    }
+    _, findings = capacity.check(parse(values), objects(rendered_dirs["prod"]))
+    spread = {f.object for f in findings if "node of their own" in f.message}
+    assert "StatefulSet/argocd/argocd-redis-ha-server" in spread
+    assert "Deployment/cert-manager/cert-manager-webhook" in spread
+    assert all(f.rule == capacity.RULE and f.enforcement == "mandatory" for f in findings)
+
+
+def test_a_pod_reserves_its_largest_init_container_when_that_is_larger():
+    spec = {
+        "initContainers": [{"resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}],
+        "containers": [
+            {"resources": {"requests": {"cpu": "100m", "memory": "64Mi"}}},
+            {"resources": {"requests": {"cpu": "200m", "memory": "2Gi"}}},
+        ],
+    }
+    assert capacity.pod_request(spec) == capacity.Amount(1000, 2112)
