@@ -29,6 +29,7 @@ ROOT="${PLATFORM_ROOT:-}"
 : "${SERVER_ADDRESSES:?boot.env must set SERVER_ADDRESSES}"
 ECR_CREDENTIAL_PROVIDER_URL="${ECR_CREDENTIAL_PROVIDER_URL:-}"
 ECR_CREDENTIAL_PROVIDER_SHA256="${ECR_CREDENTIAL_PROVIDER_SHA256:-}"
+CA_SECRET_ID="${CA_SECRET_ID:-}"
 SNAPSHOT_BUCKET="${SNAPSHOT_BUCKET:-}"
 SNAPSHOT_PREFIX="${SNAPSHOT_PREFIX:-}"
 API_PORT="${API_PORT:-6443}"
@@ -137,40 +138,44 @@ download() {
   log "downloaded $1 (sha256 $2)"
 }
 
-# The AWS CLI's messages go to their own file: only SecretString reaches the secret file.
+# read_secret ID FILE: the AWS CLI's messages go to their own file, only SecretString to FILE.
 read_secret() {
-  if aws secretsmanager get-secret-value --region "$AWS_REGION" --secret-id "$SECRET_ID" \
-    --query SecretString --output text >"$WORK/secret" 2>"$WORK/aws.err"; then
+  if aws secretsmanager get-secret-value --region "$AWS_REGION" --secret-id "$1" \
+    --query SecretString --output text >"$2" 2>"$WORK/aws.err"; then
     return 0
   fi
   PROBLEM=$(tail -n1 "$WORK/aws.err")
   return 1
 }
 
-# Writes the token files (and the CA files on the server that initialises the cluster), 0600,
-# from the secret JSON on stdin; the values never pass through the command line or the log.
+# Writes the token files from the secret JSON on stdin and, on the server that founds the cluster,
+# the CA files from the CA secret's JSON file, all 0600; no value passes through the command line
+# or the log.
 WRITE_FILES_PY='
 import json, os, sys
-config_dir, tls_dir, with_ca = sys.argv[1], sys.argv[2], sys.argv[3] == "true"
-try:
-    secret = json.load(sys.stdin)
-except ValueError:
-    sys.exit("bootstrap secret is not JSON")
+config_dir, tls_dir, ca_file = sys.argv[1], sys.argv[2], sys.argv[3]
+def load(handle, what):
+    try:
+        return json.load(handle)
+    except ValueError:
+        sys.exit(what + " is not JSON")
 def write(path, text):
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     os.chmod(path, 0o600)
+secret = load(sys.stdin, "bootstrap secret")
 if not secret.get("token"):
     sys.exit("bootstrap secret has no token")
 write(os.path.join(config_dir, "token"), secret["token"] + "\n")
 if secret.get("agentToken"):
     write(os.path.join(config_dir, "agent-token"), secret["agentToken"] + "\n")
-if with_ca:
-    files = secret.get("caFiles")
+if ca_file:
+    with open(ca_file) as handle:
+        files = load(handle, "CA secret").get("caFiles")
     if not files:
-        sys.exit("bootstrap secret has no caFiles")
+        sys.exit("CA secret has no caFiles")
     for name, pem in sorted(files.items()):
         write(os.path.join(tls_dir, name), pem)
 '
@@ -244,10 +249,19 @@ main() {
     retry "$JOIN_ATTEMPTS" "waiting for a K3s server" find_live_server
   fi
 
-  retry "$SECRET_ATTEMPTS" "cannot read bootstrap secret $SECRET_ID" read_secret
-  python3 -c "$WRITE_FILES_PY" "$ROOT$CONFIG_DIR" "$ROOT$DATA_DIR/server/tls" "$with_ca" \
+  retry "$SECRET_ATTEMPTS" "cannot read bootstrap secret $SECRET_ID" \
+    read_secret "$SECRET_ID" "$WORK/secret"
+  local ca_file=""
+  if [ "$with_ca" = true ]; then
+    [ -n "$CA_SECRET_ID" ] || fail "no CA secret in boot.env: only server 0 may found the cluster"
+    # Read access follows this instance's ARN, granted right after it was created.
+    retry "$SECRET_ATTEMPTS" "cannot read CA secret $CA_SECRET_ID" \
+      read_secret "$CA_SECRET_ID" "$WORK/ca"
+    ca_file="$WORK/ca"
+  fi
+  python3 -c "$WRITE_FILES_PY" "$ROOT$CONFIG_DIR" "$ROOT$DATA_DIR/server/tls" "$ca_file" \
     <"$WORK/secret" || fail "cannot use bootstrap secret $SECRET_ID"
-  rm -f "$WORK/secret"
+  rm -f "$WORK/secret" "$WORK/ca"
 
   # A server that founds the cluster while snapshots of it exist replaces a lost one (dev's
   # single server): it comes back with the cluster's data instead of an empty cluster.

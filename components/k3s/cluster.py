@@ -237,19 +237,18 @@ class K3sCluster(pulumi.ComponentResource):
         args.log_archive.record_access(f"{name}-snapshots", self.bucket, self)
 
         root = self.pki.root_cert_pem
+        # One secret per purpose: every server joins with the tokens, only the instance that
+        # founds the cluster (server 0) may read the CA keys (`_ca_read`).
         server_secret_value = pulumi.Output.secret(
-            pulumi.Output.all(
-                root, server_password.result, agent_password.result, self.pki.server_files
-            ).apply(
+            pulumi.Output.all(root, server_password.result, agent_password.result).apply(
                 lambda a: json.dumps(
-                    {
-                        "token": secure_token(a[0], "server", a[1]),
-                        "agentToken": a[2],
-                        "caFiles": a[3],
-                    },
+                    {"token": secure_token(a[0], "server", a[1]), "agentToken": a[2]},
                     sort_keys=True,
                 )
             )
+        )
+        ca_secret_value = pulumi.Output.secret(
+            self.pki.server_files.apply(lambda f: json.dumps({"caFiles": f}, sort_keys=True))
         )
         agent_secret_value = pulumi.Output.secret(
             pulumi.Output.all(root, agent_password.result).apply(
@@ -258,6 +257,7 @@ class K3sCluster(pulumi.ComponentResource):
         )
         server_secret = self._secret("server", server_secret_value, stateful, child)
         agent_secret = self._secret("agent", agent_secret_value, stateful, child)
+        ca_secret = self._secret("ca", ca_secret_value, stateful, child)
 
         self._role_policy("server", self._server_statements(server_secret.arn))
         self._role_policy("agent", self._agent_statements(agent_secret.arn))
@@ -334,7 +334,12 @@ class K3sCluster(pulumi.ComponentResource):
         for i in range(cfg.servers):
             kind = "server-init" if i == 0 else "server"
             user_data = self._user_data(
-                kind, server_secret.arn, server_config, args.extra_server_manifests, snapshots
+                kind,
+                server_secret.arn,
+                server_config,
+                args.extra_server_manifests,
+                snapshots,
+                ca_secret.arn if i == 0 else None,
             )
             server = aws.ec2.Instance(
                 f"{name}-server-{i}",
@@ -369,12 +374,15 @@ class K3sCluster(pulumi.ComponentResource):
                     depends_on=[
                         server_secret,
                         self._secret_versions["server"],
+                        self._secret_versions["ca"],
                         self._role_policies["server"],
                         *members[-1:],
                     ],
                 ),
             )
             servers.append(server)
+            if i == 0:
+                self._ca_read(server, ca_secret)
             doors = self._attach(i, server, target_groups)
             self._report_drift(server, user_data, ami.id)
             if cfg.servers > 1:
@@ -528,6 +536,28 @@ class K3sCluster(pulumi.ComponentResource):
                 },
                 self._boot_failure_tag(),
             ]
+        )
+
+    def _ca_read(self, founder: aws.ec2.Instance, ca_secret: aws.secretsmanager.Secret) -> None:
+        """The CA keys are readable with the server role from the founding instance alone: the
+        other servers join with the tokens and never need them. The statement follows a replaced
+        founder (a new instance ARN); its boot retries the read until the change is in effect."""
+        aws.iam.RolePolicy(
+            f"{self._name}-server-ca-read",
+            role=self._server_role.id,
+            policy=pulumi.Output.all(ca_secret.arn, founder.arn).apply(
+                lambda a: policy_document(
+                    [
+                        {
+                            "Effect": "Allow",
+                            "Action": "secretsmanager:GetSecretValue",
+                            "Resource": a[0],
+                            "Condition": {"ArnEquals": {"ec2:SourceInstanceARN": a[1]}},
+                        }
+                    ]
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
     def _agent_statements(self, secret_arn: pulumi.Output[str]) -> pulumi.Output[list[dict]]:
@@ -850,11 +880,14 @@ class K3sCluster(pulumi.ComponentResource):
         k3s_config: pulumi.Input[dict],
         manifests: dict[str, str] | None = None,
         snapshots: pulumi.Output[EtcdSnapshots] | None = None,
+        ca_secret_arn: pulumi.Output[str] | None = None,
     ) -> pulumi.Output[str]:
         files = {
             f"/var/lib/rancher/k3s/server/manifests/{n}": m for n, m in (manifests or {}).items()
         }
-        return pulumi.Output.all(secret_arn, self.server_ips, k3s_config, snapshots).apply(
+        return pulumi.Output.all(
+            secret_arn, self.server_ips, k3s_config, snapshots, ca_secret_arn
+        ).apply(
             lambda a: render_user_data(
                 NodeBoot(
                     kind=kind,
@@ -870,6 +903,7 @@ class K3sCluster(pulumi.ComponentResource):
                         ecr_credential_provider(self._cfg.arch) if self._ecr_pulls else None
                     ),
                     snapshots=a[3],
+                    ca_secret_id=a[4] or "",
                 )
             )
         )

@@ -235,6 +235,8 @@ class NodeBoot:
     """ecr-credential-provider; None when nodes don't pull from ECR."""
     snapshots: EtcdSnapshots | None = None
     """Where a server that founds the cluster looks for a snapshot of it to restore."""
+    ca_secret_id: str = ""
+    """ARN of the secret with the CA keys; only the server that may found the cluster has one."""
 
 
 class _Literal(str):
@@ -256,6 +258,7 @@ def boot_env(boot: NodeBoot) -> str:
         "NODE_ROLE": "agent" if boot.kind == "agent" else "server",
         "CLUSTER_INIT": "true" if boot.kind == "server-init" else "false",
         "SECRET_ID": boot.secret_id,
+        "CA_SECRET_ID": boot.ca_secret_id,
         "AWS_REGION": boot.region,
         "K3S_VERSION": boot.k3s_version,
         "K3S_BINARY_URL": boot.k3s_binary.url,

@@ -35,6 +35,8 @@ REGION = "eu-west-1"
 SERVER_SECRET = {
     "token": "K10" + "a" * 64 + "::server:server-password-value",
     "agentToken": "agent-password-value",
+}
+CA_SECRET = {
     "caFiles": {
         "server-ca.crt": "-----BEGIN CERTIFICATE-----\nserver\n-----END CERTIFICATE-----\n",
         "server-ca.key": "-----BEGIN EC PRIVATE KEY-----\nserver-key\n-----END EC KEY-----\n",
@@ -143,7 +145,12 @@ class Sandbox:
         instance_id: str = "i-0000000000000000a",
         extra_env: dict[str, str] | None = None,
         snapshots: EtcdSnapshots | None = None,
+        ca_secret: str | None = None,
     ) -> subprocess.CompletedProcess:
+        """`ca_secret`: the CA secret's ARN; by default the server that may found the cluster
+        gets a new one holding CA_SECRET, and other nodes none."""
+        if ca_secret is None and kind == "server-init":
+            ca_secret = _secret(f"ca-{self.root.name}", json.dumps(CA_SECRET))
         boot = NodeBoot(
             kind=kind,
             region=REGION,
@@ -155,6 +162,7 @@ class Sandbox:
             k3s_config=k3s_config,
             credential_provider=credential_provider,
             snapshots=snapshots,
+            ca_secret_id=ca_secret or "",
         )
         (self.root / "etc/platform").mkdir(parents=True, exist_ok=True)
         (self.root / "etc/platform/boot.env").write_text(boot_env(boot))
@@ -220,7 +228,7 @@ def test_first_server_writes_ca_files_and_config(sandbox):
     run = sandbox.run("server-init", arn, ["127.0.0.1"], free_port(), server_config)
     assert run.returncode == 0, run.stderr
     tls = "var/lib/rancher/k3s/server/tls"
-    for name, pem in SERVER_SECRET["caFiles"].items():
+    for name, pem in CA_SECRET["caFiles"].items():
         assert (sandbox.root / tls / name).read_text() == pem
         assert sandbox.mode(f"{tls}/{name}") == 0o600
     assert sandbox.mode(f"{tls}/etcd") == 0o700
@@ -295,16 +303,19 @@ def test_missing_secret_fails_loudly(sandbox):
 
 
 @pytest.mark.parametrize(
-    "value,message",
+    "value,ca_value,message",
     [
-        ("not json", "bootstrap secret is not JSON"),
-        (json.dumps({"agentToken": "x"}), "bootstrap secret has no token"),
-        (json.dumps({"token": "t"}), "bootstrap secret has no caFiles"),
+        ("not json", json.dumps(CA_SECRET), "bootstrap secret is not JSON"),
+        (json.dumps({"agentToken": "x"}), json.dumps(CA_SECRET), "bootstrap secret has no token"),
+        (json.dumps(SERVER_SECRET), "not json", "CA secret is not JSON"),
+        (json.dumps(SERVER_SECRET), json.dumps({"token": "t"}), "CA secret has no caFiles"),
     ],
+    ids=["not-json", "no-token", "ca-not-json", "no-ca-files"],
 )
-def test_unusable_secret_fails_loudly(sandbox, value, message):
-    arn = _secret(f"bad-{abs(hash(value))}", value)
-    run = sandbox.run("server-init", arn, ["127.0.0.1"], free_port(), {})
+def test_unusable_secret_fails_loudly(sandbox, request, value, ca_value, message):
+    arn = _secret(f"bad-join-{request.node.callspec.id}", value)
+    ca = _secret(f"bad-cas-{request.node.callspec.id}", ca_value)
+    run = sandbox.run("server-init", arn, ["127.0.0.1"], free_port(), {}, ca_secret=ca)
     assert run.returncode != 0
     assert message in run.stderr
     assert not sandbox.calls.exists()
@@ -551,3 +562,19 @@ def test_a_founding_server_without_snapshots_starts_an_empty_cluster(sandbox, tm
     assert json.loads(sandbox.calls.read_text())["skipStart"] == "false"
     assert not (sandbox.root / "usr/local/bin/k3s-calls").exists()
     assert not systemctl.exists()
+
+
+def test_only_the_founding_server_reads_the_ca_keys(sandbox, live_server):
+    """A joining server is never given the CA secret; a founding one fails without it."""
+    arn = _secret("joining-server", json.dumps(SERVER_SECRET))
+    run = sandbox.run("server", arn, ["127.0.0.1"], live_server, {"secrets-encryption": True})
+    assert run.returncode == 0, run.stderr
+    assert "CA_SECRET_ID=''" in (sandbox.root / "etc/platform/boot.env").read_text()
+    assert not (sandbox.root / "var/lib/rancher/k3s/server/tls").exists()
+
+    sandbox.calls.unlink()
+    missing = f"arn:aws:secretsmanager:{REGION}:123456789012:secret:no-ca-AbCdEf"
+    run = sandbox.run("server-init", arn, ["127.0.0.1"], free_port(), {}, ca_secret=missing)
+    assert run.returncode != 0
+    assert f"cannot read CA secret {missing}: " in run.stderr
+    assert not sandbox.calls.exists()

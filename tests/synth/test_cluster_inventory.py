@@ -189,6 +189,28 @@ def test_node_roles_are_least_privilege(synth_results, stack):
         },
     }
     assert tag_on_failure in server
+    # The CA keys: their own secret, readable from the founding instance alone.
+    (founder,) = [
+        r for r in result.of_type("aws:ec2/instance:Instance") if r.name.endswith("-server-0")
+    ]
+    founder_arn = f"arn:aws:ec2:us-east-1:123456789012:instance/{founder.id}"
+    assert inline[f"gitops-platform-{stack}-server-ca-read"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": secrets[f"gitops-platform-{stack}-ca-bootstrap"],
+            "Condition": {"ArnEquals": {"ec2:SourceInstanceARN": founder_arn}},
+        }
+    ]
+    versions = {
+        r.name: json.loads(r.plain_inputs["secretString"])
+        for r in result.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+    }
+    assert set(versions[f"gitops-platform-{stack}-server-bootstrap-value"]) == {
+        "token",
+        "agentToken",
+    }
+    assert set(versions[f"gitops-platform-{stack}-ca-bootstrap-value"]) == {"caFiles"}
     assert agent == [
         {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": agent_secret},
         {
