@@ -88,74 +88,69 @@ class VaultSnapshotsArgs:
             raise ValueError(f"keep must be at least 1, got {self.keep}")
 
 
-def _env(values: dict[str, str]) -> list[dict[str, str]]:
-    return [{"name": k, "value": v} for k, v in values.items()]
+def _container(
+    name: str, image: str, command: list[str], env: dict[str, str], mounts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": image,
+        # Tags, not digests: a node must not run an image a tag no longer names.
+        "imagePullPolicy": "Always",
+        "command": command,
+        "env": [{"name": k, "value": v} for k, v in (env | {"HOME": "/tmp"}).items()],
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": USER,
+            "runAsGroup": USER,
+            "readOnlyRootFilesystem": True,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "200m", "memory": "256Mi"},
+        },
+        "volumeMounts": [*mounts, {"name": "home", "mountPath": "/tmp"}],
+    }
 
 
 def cron_job(args: VaultSnapshotsArgs, bucket: str) -> dict[str, Any]:
     """The CronJob object; a plain function so tests can run exactly what it runs."""
     cli, prefix, image = SERVER_IMAGES[args.flavor]
-    container_security = {
-        "runAsNonRoot": True,
-        "runAsUser": USER,
-        "runAsGroup": USER,
-        "readOnlyRootFilesystem": True,
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    resources = {
-        "requests": {"cpu": "100m", "memory": "128Mi"},
-        "limits": {"cpu": "200m", "memory": "256Mi"},
-    }
     snapshot = {"name": "snapshot", "mountPath": SNAPSHOT_DIR}
-    home = {"name": "home", "mountPath": "/tmp"}
-    save = {
-        "name": "save",
-        "image": image,
-        # Tags, not digests: a node must not run an image a tag no longer names.
-        "imagePullPolicy": "Always",
-        "command": ["/bin/sh", "-c", SAVE_SCRIPT],
-        "env": _env(
-            {
-                "CLI": cli,
-                "ENV_PREFIX": prefix,
-                f"{prefix}_ADDR": args.vault_address,
-                f"{prefix}_CACERT": f"{CA_DIR}/ca.crt",
-                "SNAPSHOT_ROLE": SNAPSHOT_ROLE,
-                "JWT_FILE": f"{TOKEN_DIR}/token",
-                "SNAPSHOT_FILE": SNAPSHOT_FILE,
-                "HOME": "/tmp",
-            }
-        ),
-        "securityContext": container_security,
-        "resources": resources,
-        "volumeMounts": [
+    save = _container(
+        "save",
+        image,
+        ["/bin/sh", "-c", SAVE_SCRIPT],
+        {
+            "CLI": cli,
+            "ENV_PREFIX": prefix,
+            f"{prefix}_ADDR": args.vault_address,
+            f"{prefix}_CACERT": f"{CA_DIR}/ca.crt",
+            "SNAPSHOT_ROLE": SNAPSHOT_ROLE,
+            "JWT_FILE": f"{TOKEN_DIR}/token",
+            "SNAPSHOT_FILE": SNAPSHOT_FILE,
+        },
+        [
             snapshot,
-            home,
             {"name": "vault-tls", "mountPath": CA_DIR, "readOnly": True},
             {"name": "vault-token", "mountPath": TOKEN_DIR, "readOnly": True},
         ],
-    }
-    upload = {
-        "name": "upload",
-        "image": AWS_CLI_IMAGE,
-        "imagePullPolicy": "Always",
-        "command": ["/bin/bash", "-c", UPLOAD_SCRIPT],
-        "env": _env(
-            {
-                "SNAPSHOT_FILE": SNAPSHOT_FILE,
-                "SNAPSHOT_BUCKET": bucket,
-                "SNAPSHOT_PREFIX": PREFIX,
-                "SNAPSHOT_KEEP": str(args.keep),
-                "AWS_REGION": args.region,
-                "HOME": "/tmp",
-            }
-        ),
-        "securityContext": container_security,
-        "resources": resources,
-        "volumeMounts": [{**snapshot, "readOnly": True}, home],
-    }
+    )
+    upload = _container(
+        "upload",
+        AWS_CLI_IMAGE,
+        ["/bin/bash", "-c", UPLOAD_SCRIPT],
+        {
+            "SNAPSHOT_FILE": SNAPSHOT_FILE,
+            "SNAPSHOT_BUCKET": bucket,
+            "SNAPSHOT_PREFIX": PREFIX,
+            "SNAPSHOT_KEEP": str(args.keep),
+            "AWS_REGION": args.region,
+        },
+        [{**snapshot, "readOnly": True}],
+    )
     pod = {
         "serviceAccountName": SNAPSHOT_SERVICE_ACCOUNT,
         "automountServiceAccountToken": False,
