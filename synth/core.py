@@ -200,8 +200,21 @@ def helm_releases(result: SynthResult) -> list[tuple[dict, dict]]:
             "repo": (spec.get("repositoryOpts") or {}).get("repo"),
             "version": spec.get("version"),
         }
-        found.append((entry, spec.get("values") or {}))
+        found.append((entry, redact_leaves(reg.plain_inputs.get("values") or {}, result)))
     return sorted(found, key=lambda pair: pair[0]["name"])
+
+
+def redact_leaves(value: Any, result: SynthResult) -> Any:
+    """The value with every string that holds a secret the stack handed out (or a secret config
+    value) replaced by "[secret]": one secret leaf makes the SDK mark a whole input secret, and a
+    reviewer still needs to see the rest of it."""
+    if isinstance(value, dict):
+        return {key: redact_leaves(item, result) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_leaves(item, result) for item in value]
+    if isinstance(value, str) and any(s and s in value for s in result.secret_values):
+        return SECRET
+    return value
 
 
 PROVIDER_COLOURS = {

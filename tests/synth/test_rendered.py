@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -16,10 +17,12 @@ from components.config import parse
 from components.platform import sizing
 from policy.cost.catalogue import instance_types, priced_types
 from synth import capacity, charts
-from synth.core import load_stack_config
+from synth.core import helm_releases, load_stack_config
+from synth.mocks import SECRET
 from tests.conftest import REPO, STACKS
 from tests.synth.test_synth_output import _synth_cli
 
+RELEASE = "kubernetes:helm.sh/v3:Release"
 POD_KINDS = {"Deployment": "spec", "StatefulSet": "spec", "DaemonSet": "spec", "Job": "spec"}
 
 
@@ -201,3 +204,22 @@ def test_a_pod_reserves_its_largest_init_container_when_that_is_larger():
         ],
     }
     assert capacity.pod_request(spec) == capacity.Amount(1000, 2112)
+
+
+def test_a_secret_in_values_hides_its_leaf_not_the_document(synth_results):
+    """Were a password put into values again, the SDK would mark all of them secret; the synth
+    still shows every other value."""
+    result = synth_results["dev"]
+    (argocd,) = [r for r in result.of_type(RELEASE) if r.inputs["name"] == "argocd"]
+    password = sorted(result.secret_values)[0]
+    leaky = replace(
+        argocd,
+        inputs={**argocd.inputs, "values": SECRET},
+        plain_inputs={
+            **argocd.plain_inputs,
+            "values": {**argocd.plain_inputs["values"], "configs": {"hash": f"$2b${password}"}},
+        },
+    )
+    ((_, values),) = helm_releases(replace(result, registrations=[leaky]))
+    assert values["configs"] == {"hash": SECRET}
+    assert values["global"]["domain"] == argocd.plain_inputs["values"]["global"]["domain"]
