@@ -73,7 +73,9 @@ def test_the_scoped_token_cannot_make_itself_root(bao, handed_over):
         lambda: client.sys.create_or_update_policy(BOOTSTRAP_POLICY, 'path "*" {}'),
         lambda: client.sys.create_or_update_policy("root", 'path "*" {}'),
         lambda: client.auth.token.create(policies=["root"]),
-        lambda: client.secrets.kv.v2.read_secret_version("apps/team-a/x", mount_point="secret"),
+        lambda: client.secrets.kv.v2.read_secret_version(
+            "apps/team-a/x", mount_point="secret", raise_on_deleted_version=True
+        ),
         lambda: client.sys.enable_auth_method("userpass"),
     ):
         with pytest.raises(hvac_errors.Forbidden):
