@@ -33,7 +33,12 @@ import pulumi
 import pulumi.dynamic as dyn
 
 from components.dynamic import is_unknown
-from components.k3s.readiness import ApiCredentials, ssl_context
+from components.k3s.readiness import (
+    CREDENTIAL_KEYS,
+    ApiCredentials,
+    progress_log,
+    ssl_context,
+)
 
 REMOVE_ANNOTATION = "etcd.k3s.cattle.io/remove"
 REMOVED_ANNOTATION = "etcd.k3s.cattle.io/removed-node-name"
@@ -167,18 +172,8 @@ def remove_member(
     return removed
 
 
-def _log(message: str) -> None:
-    try:
-        pulumi.log.info(message)
-    except Exception:  # noqa: BLE001 - outside an engine connection the message still must show
-        print(message, file=sys.stderr)
-
-
-CREDENTIALS = ("api_url", "ca_pem", "client_cert_pem", "client_key_pem")
-
-
 def _api_call(props: dict[str, Any], action: Callable[[KubeApi], Any]) -> Any:
-    creds = ApiCredentials(*(props[k] for k in CREDENTIALS))
+    creds = ApiCredentials(*(props[k] for k in CREDENTIAL_KEYS))
     with tempfile.TemporaryDirectory(prefix="etcd-member-") as scratch:
         return action(KubeApi(creds, Path(scratch)))
 
@@ -188,7 +183,7 @@ class _EtcdMemberProvider(dyn.ResourceProvider):
         _api_call(
             props,
             lambda api: wait_for_member(
-                api, props["address"], float(props["timeout_seconds"]), progress=_log
+                api, props["address"], float(props["timeout_seconds"]), progress=progress_log
             ),
         )
         return props
@@ -202,7 +197,8 @@ class _EtcdMemberProvider(dyn.ResourceProvider):
             "instance_id"
         )
         changed = replaced or any(
-            is_unknown(news.get(k)) or news.get(k) != olds.get(k) for k in ("spec", *CREDENTIALS)
+            is_unknown(news.get(k)) or news.get(k) != olds.get(k)
+            for k in ("spec", *CREDENTIAL_KEYS)
         )
         return dyn.DiffResult(
             changes=changed,
@@ -214,7 +210,7 @@ class _EtcdMemberProvider(dyn.ResourceProvider):
         return dyn.UpdateResult(outs=self._join(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        _api_call(props, lambda api: remove_member(api, props["address"], progress=_log))
+        _api_call(props, lambda api: remove_member(api, props["address"], progress=progress_log))
 
 
 class EtcdMember(dyn.Resource):
@@ -241,7 +237,7 @@ class EtcdMember(dyn.Resource):
                 "instance_id": instance_id,
                 "spec": spec,
                 "timeout_seconds": timeout_seconds,
-                **{k: credentials[k] for k in CREDENTIALS},
+                **{k: credentials[k] for k in CREDENTIAL_KEYS},
             },
             pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(additional_secret_outputs=["client_key_pem"])

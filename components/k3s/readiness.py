@@ -193,7 +193,8 @@ def credentials_from_kubeconfig(text: str, context: str | None) -> ApiCredential
     )
 
 
-def _log(message: str) -> None:
+def progress_log(message: str) -> None:
+    """To the engine's log when there is one, else to stderr."""
     try:
         pulumi.log.info(message)
     except Exception:  # noqa: BLE001 - outside an engine connection the message still must show
@@ -216,7 +217,7 @@ class _ApiReadinessProvider(dyn.ResourceProvider):
                 props["api_url"], props["ca_pem"], props["client_cert_pem"], props["client_key_pem"]
             )
             outs = {}
-        wait_until_ready(creds, timeout=float(props["timeout_seconds"]), progress=_log)
+        wait_until_ready(creds, timeout=float(props["timeout_seconds"]), progress=progress_log)
         return {
             **props,
             **outs,

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import ssl
 import subprocess
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,7 @@ import pytest
 from components.k3s import members
 from components.k3s.readiness import ApiCredentials
 from tests.conftest import free_port
-from tests.synth.test_readiness import make_pki
+from tests.synth.test_readiness import make_pki, serve_tls
 
 ETCD = Path(sys.executable).with_name("etcd")
 START_TIMEOUT = 30.0
@@ -123,11 +122,21 @@ class Cluster:
                 raise TimeoutError(f"etcd: {what} not reached within {START_TIMEOUT:.0f}s\n{logs}")
             time.sleep(0.05)
 
-    def any_client(self) -> str:
-        return next(s.client for s in self.slots if s.healthy())
+    def any_client(self, besides: str = "") -> str:
+        """A healthy member's client URL, not the one whose peer URL is `besides` (a member
+        asked to remove itself stops before it answers)."""
+        return next(s.client for s in self.slots if s.peer != besides and s.healthy())
 
     def member_list(self) -> list[dict]:
-        return _post(f"{self.any_client()}/v3/cluster/member/list", {})["members"]
+        """As the members still in the cluster see it: a member that was just removed answers
+        with an error until it notices and stops."""
+        for slot in self.slots:
+            if slot.healthy():
+                try:
+                    return _post(f"{slot.client}/v3/cluster/member/list", {})["members"]
+                except (RuntimeError, OSError):
+                    continue
+        raise RuntimeError("no member answers")
 
     def quorum(self) -> tuple[int, int]:
         """(healthy voting members, members the cluster lists)."""
@@ -157,7 +166,7 @@ class Cluster:
 
     def remove(self, peer: str) -> None:
         (member,) = [m for m in self.member_list() if m["peerURLs"][0] == peer]
-        remove = f"{self.any_client()}/v3/cluster/member/remove"
+        remove = f"{self.any_client(besides=peer)}/v3/cluster/member/remove"
         self.retried(f"remove {peer}", remove, {"ID": member["ID"]})
 
     def close(self) -> None:
@@ -205,14 +214,8 @@ class K3sApiStandIn:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(pki.server_cert_file, pki.server_key_file)
-        ctx.load_verify_locations(cadata=pki.ca_pem)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd = serve_tls(Handler, pki)
         self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def slot_of(self, name: str) -> Slot:
         return next(s for s in self.cluster.slots if s.name == name)
@@ -247,6 +250,16 @@ class K3sApiStandIn:
 
     def close(self) -> None:
         self.httpd.shutdown()
+
+
+@pytest.fixture
+def k3s(cluster, tmp_path):
+    """The gates' API client and the stand-in API server it talks to."""
+    pki = make_pki()
+    stand_in = K3sApiStandIn(cluster, pki)
+    creds = ApiCredentials(stand_in.url, pki.ca_pem, pki.client_cert_pem, pki.client_key_pem)
+    yield members.KubeApi(creds, tmp_path), stand_in
+    stand_in.close()
 
 
 @pytest.fixture
@@ -289,14 +302,10 @@ def program_rollout_order(result) -> list[int]:
     return order
 
 
-def test_prod_replaces_servers_one_at_a_time_without_losing_quorum(
-    synth_results, cluster, tmp_path
-):
+def test_prod_replaces_servers_one_at_a_time_without_losing_quorum(synth_results, cluster, k3s):
     order = program_rollout_order(synth_results["prod"])
     assert order == [0, 1, 2]
-    pki = make_pki()
-    api_server = K3sApiStandIn(cluster, pki)
-    creds = ApiCredentials(api_server.url, pki.ca_pem, pki.client_cert_pem, pki.client_key_pem)
+    api, stand_in = k3s
     lowest: list[tuple[int, int]] = []
     stop = threading.Event()
 
@@ -312,13 +321,12 @@ def test_prod_replaces_servers_one_at_a_time_without_losing_quorum(
     watcher.start()
     log: list[str] = []
     try:
-        api = members.KubeApi(creds, tmp_path)
         for index in order:
             slot = cluster.slots[index]
             old = slot.name
             # 1. The gate's delete, before the engine deletes the instance.
             assert members.remove_member(api, slot.address, 30, 0.1, log.append) == [old]
-            assert old in api_server.deleted
+            assert old in stand_in.deleted
             # 2. The instance is terminated (delete_before_replace frees its address).
             slot.stop()
             # 3. The replacement boots and K3s joins it by the same peer URL.
@@ -329,35 +337,22 @@ def test_prod_replaces_servers_one_at_a_time_without_losing_quorum(
     finally:
         stop.set()
         watcher.join(timeout=5)
-        api_server.close()
     assert all(healthy >= listed // 2 + 1 for healthy, listed in lowest), min(lowest)
     assert {s.generation for s in cluster.slots} == {1}
     assert len(cluster.member_list()) == 3
 
 
-def test_a_removal_leaves_a_quorum_of_the_rest(cluster, tmp_path):
-    pki = make_pki()
-    api_server = K3sApiStandIn(cluster, pki)
-    creds = ApiCredentials(api_server.url, pki.ca_pem, pki.client_cert_pem, pki.client_key_pem)
-    try:
-        api = members.KubeApi(creds, tmp_path)
-        first = members.remove_member(api, cluster.slots[0].address, 30, 0.1, lambda m: None)
-        cluster.slots[0].stop()
-        assert first and cluster.quorum() == (2, 2)
-        # Two etcd nodes left: no quorum to keep, so a destroy never empties the cluster.
-        second = members.remove_member(api, cluster.slots[1].address, 30, 0.1, lambda m: None)
-        assert second == [] and cluster.quorum() == (2, 2)
-    finally:
-        api_server.close()
+def test_a_removal_leaves_a_quorum_of_the_rest(cluster, k3s):
+    api, _ = k3s
+    first = members.remove_member(api, cluster.slots[0].address, 30, 0.1, lambda m: None)
+    cluster.slots[0].stop()
+    assert first and cluster.quorum() == (2, 2)
+    # Two etcd nodes left: no quorum to keep, so a destroy never empties the cluster.
+    second = members.remove_member(api, cluster.slots[1].address, 30, 0.1, lambda m: None)
+    assert second == [] and cluster.quorum() == (2, 2)
 
 
-def test_waiting_for_a_member_that_never_joins_fails_naming_it(cluster, tmp_path):
-    pki = make_pki()
-    api_server = K3sApiStandIn(cluster, pki)
-    creds = ApiCredentials(api_server.url, pki.ca_pem, pki.client_cert_pem, pki.client_key_pem)
-    try:
-        api = members.KubeApi(creds, tmp_path)
-        with pytest.raises(members.MemberTimeout, match=r"server 10\.0\.9\.10 joined: not done"):
-            members.wait_for_member(api, "10.0.9.10", 1, 0.2, lambda m: None)
-    finally:
-        api_server.close()
+def test_waiting_for_a_member_that_never_joins_fails_naming_it(k3s):
+    api, _ = k3s
+    with pytest.raises(members.MemberTimeout, match=r"server 10\.0\.9\.10 joined: not done"):
+        members.wait_for_member(api, "10.0.9.10", 1, 0.2, lambda m: None)

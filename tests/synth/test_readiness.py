@@ -112,6 +112,19 @@ def make_pki() -> ApiPki:
     )
 
 
+def serve_tls(handler: type[BaseHTTPRequestHandler], pki: ApiPki) -> ThreadingHTTPServer:
+    """`handler` over HTTPS on 127.0.0.1, requiring a client certificate from the test CA, served
+    from a thread until `shutdown()`."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki.server_cert_file, pki.server_key_file)
+    ctx.load_verify_locations(cadata=pki.ca_pem)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
 class FakeApiServer:
     """HTTPS on 127.0.0.1 requiring a client certificate from the CA; /readyz says ok once ready."""
 
@@ -131,14 +144,8 @@ class FakeApiServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(pki.server_cert_file, pki.server_key_file)
-        ctx.load_verify_locations(cadata=pki.ca_pem)
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd = serve_tls(Handler, pki)
         self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
         self.httpd.shutdown()
