@@ -57,7 +57,7 @@ def test_prod_counts_every_billable_resource(synth_results):
         "3 NLB addresses + the NAT gateway's"
     )
     assert lines["EBS gp3 root volumes"]["quantity"] == 6 * cl.root_volume_gb
-    assert lines["Secrets Manager secrets"]["quantity"] == 2
+    assert lines["Secrets Manager secrets"]["quantity"] == 3
     total = cost_of(synth_results["prod"])["monthlyTotal"]
     assert total == pytest.approx(sum(line["monthly"] for line in lines.values()), abs=0.01)
 
