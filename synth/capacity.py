@@ -71,11 +71,9 @@ EVICTION_RESERVE = Amount(0, 100)
 K3S_ADDONS: dict[str, tuple[int, Amount]] = {
     "coredns": (1, Amount(100, 70)),
     "metrics-server": (1, Amount(100, 70)),
-    "local-path-provisioner": (1, Amount()),
-    # K3s's Traefik chart sets no requests.
-    "traefik": (1, Amount()),
 }
-"""name -> (replicas, requests per pod) as K3s's packaged manifests declare them."""
+"""name -> (replicas, requests per pod) as K3s's packaged manifests declare them. The other
+add-ons (local-path-provisioner, Traefik and its svclb pods on every node) request nothing."""
 
 
 def _amount(resources: Any) -> Amount:
