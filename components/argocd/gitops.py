@@ -28,7 +28,7 @@ from components import versions
 from components.config import PlatformConfig
 
 # The apps project may not deploy into these; the guardrails judge every other one as an app's.
-from policy.rules.pod_security import PLATFORM_NAMESPACES
+from policy.rules.pod_security import PLATFORM_NAMESPACES, SERVER_TAINT_KEYS
 
 ARGOCD_NAMESPACE = "argocd"
 IN_CLUSTER_SERVER = "https://kubernetes.default.svc"
@@ -355,6 +355,68 @@ def extras_project(facts: PlatformFacts) -> dict[str, Any]:
         [{"server": IN_CLUSTER_SERVER, "namespace": EXTRAS_NAMESPACE}],
         [],
     )
+
+
+APPS_OFF_SERVERS = "apps-off-servers"
+
+
+def _cel_list(values: Iterable[str]) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def server_taint_admission() -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy and its binding: the API server refuses a pod outside the
+    platform's namespaces that tolerates the servers' taint (or every taint). The AppProject
+    cannot look into pods, and the guardrail `apps-off-servers` judges only what CI sees; this
+    holds for whatever reaches the cluster."""
+    exact = [ns for ns in PLATFORM_NAMESPACES if not ns.endswith("*")]
+    prefixes = [ns.removesuffix("*") for ns in PLATFORM_NAMESPACES if ns.endswith("*")]
+    app_namespace = (
+        f"!(request.namespace in {_cel_list(exact)}) && "
+        f"!{_cel_list(prefixes)}.exists(p, request.namespace.startsWith(p))"
+    )
+    # A toleration matches the NoExecute taint when its effect is empty or NoExecute, and its key
+    # is one of the taint keys, or empty with operator Exists (every taint).
+    keeps_off = (
+        "!has(object.spec.tolerations) || object.spec.tolerations.all(t, "
+        "(has(t.effect) && t.effect != '' && t.effect != 'NoExecute') || "
+        f"((has(t.key) && t.key != '') ? !(t.key in {_cel_list(SERVER_TAINT_KEYS)}) "
+        ": !(has(t.operator) && t.operator == 'Exists')))"
+    )
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": APPS_OFF_SERVERS},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["pods"],
+                    }
+                ]
+            },
+            "matchConditions": [{"name": "app-namespace", "expression": app_namespace}],
+            "validations": [
+                {
+                    "expression": keeps_off,
+                    "message": "pods outside the platform's namespaces may not tolerate the "
+                    f"servers' taint ({', '.join(SERVER_TAINT_KEYS)}) or every taint: the "
+                    "servers' instance role is the platform's (guardrail apps-off-servers)",
+                }
+            ],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": APPS_OFF_SERVERS},
+        "spec": {"policyName": APPS_OFF_SERVERS, "validationActions": ["Deny"]},
+    }
+    return [policy, binding]
 
 
 def root_objects(facts: PlatformFacts) -> list[dict[str, Any]]:

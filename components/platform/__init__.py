@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from components.argocd.gitops import server_taint_admission
 from components.cluster_access import ClusterAccess
 from components.config import PlatformConfig
 from components.k3s.traefik import https_redirect
@@ -85,6 +86,8 @@ class Platform(pulumi.ComponentResource):
         self.urls = {}
         # Plain HTTP only for ACME HTTP-01 tokens; everything else is redirected to HTTPS.
         create_chain(f"{name}-https-redirect", self, access, https_redirect())
+        # App pods stay off the servers whatever reaches the cluster, not only what CI checked.
+        create_chain(f"{name}-apps-off-servers", self, access, server_taint_admission())
 
         self.rancher_bootstrap_password = None
         if services.rancher_enabled(cfg.target):
