@@ -96,6 +96,9 @@ def test_the_synth_cli_prints_lines_not_tracebacks(tmp_path: Path):
                 sys.executable,
                 "-m",
                 "synth",
+                # Named here: a mutant's file name can be longer than a stack name may be.
+                "--stack",
+                "fuzz",
                 "--stack-file",
                 str(path),
                 "--out",
