@@ -144,3 +144,13 @@ def checkout(url: str, revision: str, dest: Path) -> Path:
     git("clone", "--quiet", "--no-checkout", url, str(dest))
     git("checkout", "--quiet", "--detach", sha, cwd=dest)
     return dest
+
+
+def created_kinds(result: Any, type_prefix: str, name: str) -> set[str]:
+    """Kinds of the Kubernetes objects named `name` whose type token starts with `type_prefix`
+    that a synth result registers."""
+    return {
+        r.type.rpartition(":")[2]
+        for r in result.registrations
+        if r.type.startswith(type_prefix) and r.inputs["metadata"]["name"] == name
+    }

@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 
 from components.argocd.gitops import APPS_OFF_SERVERS, server_taint_admission
-from tests.argocd_apps.support import KUBE_VERSION
+from tests.argocd_apps.support import KUBE_VERSION, created_kinds
 from tests.conftest import STACKS
 
 POLICY, BINDING = server_taint_admission()
@@ -81,10 +81,7 @@ def test_platform_pods_may_run_on_the_servers(namespace):
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_creates_the_policy_and_its_binding(synth_results, stack):
-    kinds = {
-        r.type.rpartition(":")[2]
-        for r in synth_results[stack].registrations
-        if r.type.startswith("kubernetes:admissionregistration.k8s.io/v1:")
-        and r.inputs["metadata"]["name"] == APPS_OFF_SERVERS
-    }
+    kinds = created_kinds(
+        synth_results[stack], "kubernetes:admissionregistration.k8s.io/v1:", APPS_OFF_SERVERS
+    )
     assert kinds == {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}

@@ -11,6 +11,7 @@ from components.k3s.traefik import (
     REDIRECT_PRIORITY,
     https_redirect,
 )
+from tests.argocd_apps.support import created_kinds
 from tests.conftest import STACKS
 from tests.crd import crd_errors
 
@@ -40,10 +41,5 @@ def test_the_redirect_outranks_any_ingress_route():
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_stack_creates_the_redirect(synth_results, stack):
-    kinds = {
-        r.type.rpartition(":")[2]
-        for r in synth_results[stack].registrations
-        if r.type.startswith("kubernetes:traefik.io/")
-        and r.inputs["metadata"]["name"] == "https-redirect"
-    }
+    kinds = created_kinds(synth_results[stack], "kubernetes:traefik.io/", REDIRECT_NAME)
     assert kinds == {"Middleware", "IngressRoute"}
