@@ -25,8 +25,16 @@ class ChartPin:
     kube_max: str
     """Highest Kubernetes minor the chart supports."""
     sha256: str
-    """Of the packaged archive (`archive`): `make charts` keeps no other bytes."""
+    """Of the archive this project renders and tests (`archive`, packaged from the release tag)."""
     app_version: str = ""
+    upstream_sha256: str = ""
+    """Of the archive the chart repository serves, once recorded. Until then `make charts` takes
+    the repository's archive on the sha256 its index.yaml lists, and prints it to pin here."""
+
+    @property
+    def accepted(self) -> frozenset[str]:
+        """The archives `make charts` keeps without asking the repository's index."""
+        return frozenset(filter(None, (self.sha256, self.upstream_sha256)))
 
     @property
     def archive(self) -> str:

@@ -5,7 +5,10 @@
 `make charts` fills the chart cache (`GITOPS_CHART_CACHE`, default ~/.cache/gitops-platform/charts)
 with the archive of every pin in components/versions.py: from `../shared/charts/` when that
 offline mirror holds the pinned bytes, otherwise from the chart's upstream repository (its
-`index.yaml` names the archive's URL). A file whose sha256 differs from the pin is never stored.
+`index.yaml` names the archive's URL). The pins are of the archives this project renders and
+tests, packaged from each release tag; the repository's own archive is kept when it is pinned too
+(`upstream_sha256`), or, until it is, when its bytes match the sha256 the repository's index lists
+(the value to pin is printed). No other bytes are stored.
 
 The synth renders each Helm release with the cached chart and the exact values the program gives
 it (`helm template`, the release's namespace, the pinned Kubernetes release), validates every
@@ -23,7 +26,7 @@ import sys
 import tempfile
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,10 +87,23 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _listed(path: Path) -> Path:
+    """Beside an archive taken on its repository index's word: the sha256 the index listed."""
+    return path.with_name(path.name + ".sha256")
+
+
 def cached(pin: ChartPin, cache: Path | None = None) -> Path | None:
-    """The pin's archive in the cache when its bytes are the pinned ones, else None."""
+    """The pin's archive in the cache when its bytes are pinned ones (or, while the upstream
+    archive is not pinned, the ones its repository index listed when it was fetched), else None."""
     path = (cache or cache_dir()) / pin.archive
-    return path if path.is_file() and _sha256(path) == pin.sha256 else None
+    if not path.is_file():
+        return None
+    digest = _sha256(path)
+    if digest in pin.accepted:
+        return path
+    listed = _listed(path)
+    unpinned = not pin.upstream_sha256 and listed.is_file()
+    return path if unpinned and listed.read_text().strip() == digest else None
 
 
 def chart_folder() -> Path | None:
@@ -96,14 +112,16 @@ def chart_folder() -> Path | None:
     return cache if all(cached(pin, cache) for pin in versions.CHARTS.values()) else None
 
 
-def archive_url(pin: ChartPin) -> str:
-    """The archive's URL as the repository's index.yaml gives it (relative URLs resolved)."""
+def archive_url(pin: ChartPin) -> tuple[str, str]:
+    """The archive's URL as the repository's index.yaml gives it (relative URLs resolved), and
+    the sha256 the index lists for it ("" when it lists none)."""
     index_url = pin.repo.rstrip("/") + "/index.yaml"
     with urllib.request.urlopen(index_url, timeout=DOWNLOAD_TIMEOUT) as answer:
         index = yaml.safe_load(answer.read())
     for entry in (index.get("entries") or {}).get(pin.chart) or []:
         if entry.get("version") == pin.version and entry.get("urls"):
-            return urllib.parse.urljoin(index_url, entry["urls"][0])
+            url = urllib.parse.urljoin(index_url, entry["urls"][0])
+            return url, str(entry.get("digest") or "")
     raise LookupError(f"{index_url} lists no {pin.chart} {pin.version}")
 
 
@@ -114,28 +132,45 @@ def _store(target: Path, data: bytes) -> None:
     os.replace(tmp.name, target)
 
 
-def fetch(pins: Iterable[ChartPin], cache: Path, mirror: Path = MIRROR) -> list[str]:
+def fetch(
+    pins: Iterable[ChartPin],
+    cache: Path,
+    mirror: Path = MIRROR,
+    say: Callable[[str], None] = print,
+) -> list[str]:
     """Bring every pinned archive into `cache`; one line per archive that could not be."""
     problems = []
     for pin in pins:
         if cached(pin, cache):
             continue
         source = mirror / pin.archive
-        if source.is_file() and _sha256(source) == pin.sha256:
+        if source.is_file() and _sha256(source) in pin.accepted:
             _store(cache / pin.archive, source.read_bytes())
             continue
         try:
-            url = archive_url(pin)
+            url, listed = archive_url(pin)
             with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as answer:
                 data = answer.read()
         except (OSError, LookupError) as exc:
             problems.append(f"{pin.archive}: not in the mirror {mirror} and not downloaded: {exc}")
             continue
         digest = hashlib.sha256(data).hexdigest()
-        if digest != pin.sha256:
-            problems.append(f"{url}: sha256 {digest}, pinned {pin.sha256}")
-            continue
-        _store(cache / pin.archive, data)
+        if digest in pin.accepted:
+            _store(cache / pin.archive, data)
+        elif pin.upstream_sha256 or digest != listed:
+            problems.append(
+                f"{url}: sha256 {digest}, pinned {' or '.join(sorted(pin.accepted))}"
+                + ("" if pin.upstream_sha256 else f", and its index lists {listed or 'none'}")
+            )
+        else:
+            # The mirror's archives are packaged from the release tags, so the repository's own
+            # archive differs in bytes; it is taken on its index's digest until pinned.
+            _store(cache / pin.archive, data)
+            _listed(cache / pin.archive).write_text(digest + "\n")
+            say(
+                f"charts: {pin.archive}: taken from {url} on the sha256 its index lists; "
+                f"pin it as upstream_sha256={digest!r} in components/versions.py"
+            )
     return problems
 
 
@@ -263,10 +298,6 @@ def main() -> int:
         return 1
     print(f"charts: the {len(versions.CHARTS)} pinned archives are in {cache} (mirror {MIRROR})")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def render_releases(
@@ -411,3 +442,7 @@ def exempted(release: str, obj: dict[str, Any], size: Size) -> dict[str, Any]:
     rules = {r for r in annotations.get(IGNORE_KEY, "").split(",") if r} | exempt
     annotations[IGNORE_KEY] = ",".join(sorted(rules))
     return {**obj, "metadata": {**meta, "annotations": annotations}}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

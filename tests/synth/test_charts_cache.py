@@ -48,7 +48,7 @@ def pin(repo: str, digest: str) -> versions.ChartPin:
 
 def test_downloads_by_the_index_url_and_keeps_only_the_pinned_bytes(repository, tmp_path):
     good = pin(repository, hashlib.sha256(ARCHIVE).hexdigest())
-    assert charts.archive_url(good) == f"{repository}/charts/demo-1.0.0.tgz"
+    assert charts.archive_url(good) == (f"{repository}/charts/demo-1.0.0.tgz", "")
     cache = tmp_path / "cache"
     assert charts.fetch([good], cache, mirror=tmp_path / "no-mirror") == []
     assert charts.cached(good, cache).read_bytes() == ARCHIVE
@@ -56,6 +56,31 @@ def test_downloads_by_the_index_url_and_keeps_only_the_pinned_bytes(repository, 
     (problem,) = charts.fetch([wrong], tmp_path / "other", mirror=tmp_path / "no-mirror")
     assert f"sha256 {hashlib.sha256(ARCHIVE).hexdigest()}, pinned {'0' * 64}" in problem
     assert not (tmp_path / "other" / "demo-1.0.0.tgz").exists()
+
+
+def test_an_unpinned_upstream_archive_is_taken_on_its_index_digest(repository, tmp_path):
+    """The repository's archive differs from the one packaged from the tag; until it is pinned,
+    the index's digest vouches for it, and the cache keeps only those bytes."""
+    digest = hashlib.sha256(ARCHIVE).hexdigest()
+    index = tmp_path / "repo" / "index.yaml"
+    listed = yaml.safe_load(index.read_text())
+    listed["entries"]["demo"][0]["digest"] = digest
+    index.write_text(yaml.safe_dump(listed))
+    tested = pin(repository, "1" * 64)
+    said: list[str] = []
+    cache = tmp_path / "cache"
+    assert charts.fetch([tested], cache, tmp_path / "no-mirror", say=said.append) == []
+    assert said == [
+        f"charts: demo-1.0.0.tgz: taken from {repository}/charts/demo-1.0.0.tgz on the sha256 "
+        f"its index lists; pin it as upstream_sha256={digest!r} in components/versions.py"
+    ]
+    assert charts.cached(tested, cache).read_bytes() == ARCHIVE
+    (cache / "demo-1.0.0.tgz").write_bytes(b"tampered")
+    assert charts.cached(tested, cache) is None
+    elsewhere = replace(tested, upstream_sha256="2" * 64)
+    (problem,) = charts.fetch([elsewhere], tmp_path / "pinned", tmp_path / "no-mirror")
+    assert problem.endswith(f"sha256 {digest}, pinned {'1' * 64} or {'2' * 64}")
+    assert not (tmp_path / "pinned" / "demo-1.0.0.tgz").exists()
 
 
 def test_the_mirror_serves_when_the_repository_cannot(tmp_path):
