@@ -189,6 +189,27 @@ class EtcdSnapshotConfig(Section):
         return v
 
 
+class CaConfig(Section):
+    """`platform:cluster.ca` — the generations of the cluster's client and server CAs; a new
+    generation is a new key (docs/operations.md, "Rotate credentials")."""
+
+    client: list[int] = [1]
+    """Client CA generations the API server trusts, oldest first: one, or two consecutive ones
+    while a rotation overlaps (`[1, 2]`, then `[2]`). The newest signs the admin certificate."""
+    server: int = Field(default=1, ge=1, le=999)
+
+    @field_validator("client")
+    @classmethod
+    def _check_client(cls, v: list[int]) -> list[int]:
+        consecutive = len(v) == 2 and v[1] == v[0] + 1
+        if not (len(v) == 1 or consecutive) or not all(1 <= g <= 999 for g in v):
+            raise ValueError(
+                f"{shown(v)} is not one generation such as [2], or two consecutive ones while a "
+                "rotation overlaps such as [1, 2] (oldest first, 1 to 999)"
+            )
+        return v
+
+
 class ClusterConfig(Section):
     """`platform:cluster` — the K3s cluster on EC2."""
 
@@ -208,6 +229,7 @@ class ClusterConfig(Section):
     endpoint: Literal["eip", "nlb"] | None = None
     """`eip` (one server, no load balancer cost) or `nlb`; default: eip for 1 server, nlb for HA."""
     etcd_snapshots: EtcdSnapshotConfig = EtcdSnapshotConfig()
+    ca: CaConfig = CaConfig()
 
     @field_validator("servers")
     @classmethod

@@ -204,7 +204,15 @@ class K3sCluster(pulumi.ComponentResource):
         self._front_door: list[pulumi.Resource] = []
         """What must exist before the API answers through the endpoint (the gate waits for it)."""
 
-        self.pki = ClusterPki(f"{name}-pki", ClusterPkiArgs(cluster_name=name), opts=child)
+        self.pki = ClusterPki(
+            f"{name}-pki",
+            ClusterPkiArgs(
+                cluster_name=name,
+                client_ca_generations=tuple(cfg.ca.client),
+                server_ca_generation=cfg.ca.server,
+            ),
+            opts=child,
+        )
         server_password = random.RandomPassword(
             f"{name}-token", length=48, special=False, opts=child
         )

@@ -119,6 +119,9 @@ def serve_tls(handler: type[BaseHTTPRequestHandler], pki: ApiPki) -> ThreadingHT
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(pki.server_cert_file, pki.server_key_file)
     ctx.load_verify_locations(cadata=pki.ca_pem)
+    # As the API server does: Go takes every certificate of its client CA file as a trust anchor,
+    # self-signed or not.
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
     ctx.verify_mode = ssl.CERT_REQUIRED
     httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
