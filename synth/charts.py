@@ -382,9 +382,9 @@ CHART_EXEMPTIONS: dict[tuple[str, str, str], tuple[Exemption, ...]] = {
     ),
     ("argocd", "Deployment", "argocd-redis"): (
         Exemption(
-            ("readiness-probe-if-serviced", "graceful-shutdown"),
-            "the single Redis of small stacks is a cache Argo CD refills; the chart has no probe "
-            "or preStop value for it",
+            ("graceful-shutdown",),
+            "the single Redis of small stacks is a cache Argo CD refills; the chart has no preStop "
+            "value for it",
             ("small",),
         ),
     ),

@@ -27,6 +27,8 @@ from components.platform import sizing
 from components.platform.base import (
     DNS_CONFIG,
     IGNORE_ANNOTATION,
+    POD_SECURITY_CONTEXT,
+    PULL_POLICY,
     SINGLE_REPLICA_EXEMPTION,
     ChartSource,
     chart_release,
@@ -122,6 +124,7 @@ def _redis_ha() -> dict[str, Any]:
         "replicas": count,
         "hardAntiAffinity": True,
         "podDisruptionBudget": budget,
+        "image": {"pullPolicy": PULL_POLICY},
         "redis": {"resources": res("redis-ha-redis")},
         "sentinel": {"resources": res("redis-ha-sentinel"), "lifecycle": DRAIN_BEFORE_STOP},
         "splitBrainDetection": {"resources": res("redis-ha-split-brain-fix")},
@@ -131,6 +134,9 @@ def _redis_ha() -> dict[str, Any]:
             "hardAntiAffinity": True,
             "podDisruptionBudget": budget,
             "resources": res("haproxy"),
+            "image": {"pullPolicy": PULL_POLICY},
+            # HAProxy reaches Redis by Service name only; it never calls the API server.
+            "serviceAccount": {"automountToken": False},
             "lifecycle": DRAIN_BEFORE_STOP,
             "init": {"resources": res("haproxy-config-init")},
         },
@@ -140,7 +146,11 @@ def _redis_ha() -> dict[str, Any]:
 def release_values(args: ArgoCdArgs) -> dict[str, Any]:
     size = sizing.size_of(args.config.production)
     values: dict[str, Any] = {
-        "global": {"domain": args.hostname},
+        "global": {
+            "domain": args.hostname,
+            "image": {"imagePullPolicy": PULL_POLICY},
+            "securityContext": POD_SECURITY_CONTEXT,
+        },
         # Like cert-manager's: the CRDs (and every Application) go with a `pulumi destroy`.
         "crds": {"install": True, "keep": False},
         "configs": {
@@ -165,12 +175,26 @@ def release_values(args: ArgoCdArgs) -> dict[str, Any]:
         "repoServer": _component(args, "repo-server")
         | {
             "copyutil": {"resources": sizing.resources(RELEASE, "copyutil", size)},
+            # It renders manifests from Git and its Role grants nothing (the chart's `rbac` is
+            # empty): a token would only hand the API to a compromised tool or plugin.
+            "automountServiceAccountToken": False,
             "lifecycle": DRAIN_BEFORE_STOP,
         },
         "applicationSet": _component(args, "applicationset-controller")
-        | {"readinessProbe": {"enabled": True}},
-        "redis": {"resources": sizing.resources(RELEASE, "redis", size), "dnsConfig": DNS_CONFIG},
-        "redisSecretInit": {"resources": sizing.resources(RELEASE, "redis-secret-init", size)},
+        | {"readinessProbe": {"enabled": True}, "livenessProbe": {"enabled": True}},
+        "redis": {
+            "resources": sizing.resources(RELEASE, "redis", size),
+            "dnsConfig": DNS_CONFIG,
+            # A cache that Argo CD's components connect to; it never calls the API server.
+            "automountServiceAccountToken": False,
+            # The chart's own checks (redis-cli ping through its health scripts), off by default.
+            "readinessProbe": {"enabled": True},
+            "livenessProbe": {"enabled": True},
+        },
+        "redisSecretInit": {
+            "resources": sizing.resources(RELEASE, "redis-secret-init", size),
+            "securityContext": POD_SECURITY_CONTEXT,
+        },
     }
     if size == "ha":
         # Every replica of a component on its own node (the chart's preset, required terms).

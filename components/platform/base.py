@@ -21,6 +21,15 @@ SINGLE_REPLICA_EXEMPTION = "replicas-min-2"
 DNS_CONFIG = {"options": [{"name": "single-request-reopen"}]}
 """A pod's dnsConfig against the conntrack race of parallel A/AAAA lookups on one socket (the
 guardrail dns-conntrack-mitigation), where a chart has a value for it."""
+PULL_POLICY = "Always"
+"""The charts' and the snapshot job's images are pinned by tag, not digest: a node must not run an
+image a tag no longer names, so the kubelet resolves the tag at each container start."""
+POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+"""The pod-level context a chart leaves empty where its containers already run as non-root."""
+STATIC_BINARY_USER = {"runAsUser": 65532, "runAsGroup": 65532}
+"""For images of one static binary, which any user may run: their own user is 1000, on the nodes'
+Amazon Linux the ec2-user account with password-less sudo, which a container that escaped would
+hold."""
 RELEASE_TIMEOUT_SECONDS = 900
 """Rancher and a first cert-manager install take several minutes on a fresh cluster."""
 
@@ -169,6 +178,9 @@ def controller_values(
     values: dict[str, Any] = {
         "replicaCount": count,
         "resources": sizing.resources(release, workload, size),
+        "image": {"pullPolicy": PULL_POLICY},
+        # The pod's context in cert-manager's values, the container's in External Secrets'.
+        "securityContext": STATIC_BINARY_USER,
     }
     if count > 1:
         values["podDisruptionBudget"] = {"enabled": True, "maxUnavailable": 1}

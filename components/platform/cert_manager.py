@@ -33,6 +33,8 @@ from components.platform import sizing
 from components.platform.base import (
     DNS_CONFIG,
     IGNORE_ANNOTATION,
+    PULL_POLICY,
+    STATIC_BINARY_USER,
     ChartSource,
     chart_release,
     controller_values,
@@ -105,7 +107,11 @@ def release_values(args: CertManagerArgs) -> dict[str, Any]:
             values |= part
         else:
             values[section] = part
-    values["startupapicheck"] = {"resources": sizing.resources(NAMESPACE, "startupapicheck", size)}
+    values["startupapicheck"] = {
+        "resources": sizing.resources(NAMESPACE, "startupapicheck", size),
+        "image": {"pullPolicy": PULL_POLICY},
+        "securityContext": STATIC_BINARY_USER,
+    }
     values["podDnsConfig"] = DNS_CONFIG
     if args.zone is not None:
         # Route53 credentials come from the node role through IMDS; only the servers' role may

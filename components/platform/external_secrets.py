@@ -13,6 +13,7 @@ from components.cluster_access import ClusterAccess
 from components.platform import sizing
 from components.platform.base import (
     DNS_CONFIG,
+    POD_SECURITY_CONTEXT,
     ChartSource,
     chart_release,
     controller_values,
@@ -114,10 +115,16 @@ def release_values(production: bool) -> dict[str, Any]:
             "app.kubernetes.io/instance": EXTERNAL_SECRETS_SERVICE_ACCOUNT,
         }
         part = controller_values(RELEASE, workload, size, labels, "deploymentAnnotations")
+        # `enabled` alone renders no pod-level context.
+        part["podSecurityContext"] = {"enabled": True} | POD_SECURITY_CONTEXT
+        # Each serves /healthz on its health port; the chart leaves the liveness probes off.
+        part["livenessProbe"] = {"enabled": True}
         if section is None:
             values |= part
         else:
             values[section] = part
+    # The controller's readiness (/readyz) shares the liveness probe's health server.
+    values["readinessProbe"] = {"enabled": True}
     return values
 
 

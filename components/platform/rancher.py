@@ -13,7 +13,13 @@ from components import versions
 from components.cluster_access import ClusterAccess
 from components.password import GeneratedPassword
 from components.platform import sizing
-from components.platform.base import ChartSource, chart_release, k8s_opts, owned_namespace
+from components.platform.base import (
+    PULL_POLICY,
+    ChartSource,
+    chart_release,
+    k8s_opts,
+    owned_namespace,
+)
 from components.platform.cert_manager import PRODUCTION_ISSUER
 
 # The chart refuses any other namespace or release name.
@@ -53,6 +59,10 @@ def release_values(args: RancherArgs) -> dict[str, Any]:
         "hostname": args.hostname,
         "replicas": sizing.replicas(RELEASE_NAME, "rancher", size),
         "resources": sizing.resources(RELEASE_NAME, "rancher", size),
+        "image": {"pullPolicy": PULL_POLICY},
+        # The hook Jobs read their policy beside `image`, not inside it.
+        "postDelete": {"pullPolicy": PULL_POLICY},
+        "preUpgrade": {"pullPolicy": PULL_POLICY},
         # The password reaches Rancher from the stack's Secret, never through the values.
         "extraEnv": [
             {

@@ -26,6 +26,7 @@ from components.cluster_access import (
 from components.platform import sizing
 from components.platform.base import (
     IGNORE_ANNOTATION,
+    PULL_POLICY,
     SINGLE_REPLICA_EXEMPTION,
     ChartSource,
     chart_release,
@@ -177,6 +178,7 @@ def tls_reloader(flavor: Flavor, cert: str | None = None, interval: float = 60) 
     return {
         "name": "tls-reloader",
         "image": RELOADER_IMAGE,
+        "imagePullPolicy": PULL_POLICY,
         "command": ["sh", "-c", script],
         "securityContext": {
             "runAsUser": SERVER_UID,
@@ -275,6 +277,13 @@ def release_values(
         "extraContainers": [tls_reloader(flavor)],
         "resources": sizing.resources("vault", "server", size),
         "statefulSet": {"securityContext": SERVER_SECURITY_CONTEXT},
+        "image": {"pullPolicy": PULL_POLICY},
+        # Alive while the listener answers: a sealed or uninitialised server answers 204 here,
+        # so the probe never restarts one that waits for the bootstrap or its seal.
+        "livenessProbe": {
+            "enabled": True,
+            "path": "/v1/sys/health?standbyok=true&sealedcode=204&uninitcode=204",
+        },
     }
     # The server writes only its Raft data (a volume) and the config the chart's start command
     # copies to /tmp, so the image runs with a read-only root filesystem and /tmp in memory.

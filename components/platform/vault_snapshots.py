@@ -20,7 +20,7 @@ import pulumi_kubernetes as k8s
 
 from components import versions
 from components.cluster_access import CONTROL_PLANE_SELECTOR, SERVER_TOLERATIONS, ClusterAccess
-from components.platform.base import k8s_opts
+from components.platform.base import PULL_POLICY, k8s_opts
 from components.vault.bootstrap import AUDIENCE, SNAPSHOT_ROLE, SNAPSHOT_SERVICE_ACCOUNT
 
 SERVER_IMAGES = {
@@ -94,8 +94,7 @@ def _container(
     return {
         "name": name,
         "image": image,
-        # Tags, not digests: a node must not run an image a tag no longer names.
-        "imagePullPolicy": "Always",
+        "imagePullPolicy": PULL_POLICY,
         "command": command,
         "env": [{"name": k, "value": v} for k, v in (env | {"HOME": "/tmp"}).items()],
         "securityContext": {
