@@ -27,6 +27,8 @@ from components.platform import sizing
 from components.platform.base import (
     DNS_CONFIG,
     IGNORE_ANNOTATION,
+    NON_HOST_UID,
+    NON_HOST_USER,
     POD_SECURITY_CONTEXT,
     PULL_POLICY,
     SINGLE_REPLICA_EXEMPTION,
@@ -125,6 +127,9 @@ def _redis_ha() -> dict[str, Any]:
         "hardAntiAffinity": True,
         "podDisruptionBudget": budget,
         "image": {"pullPolicy": PULL_POLICY},
+        # Redis, Sentinel and their scripts write only to the data volume (emptyDir, fsGroup).
+        "securityContext": NON_HOST_USER | {"fsGroup": NON_HOST_UID},
+        "containerSecurityContext": {"runAsUser": NON_HOST_UID},
         "redis": {"resources": res("redis-ha-redis")},
         "sentinel": {"resources": res("redis-ha-sentinel"), "lifecycle": DRAIN_BEFORE_STOP},
         "splitBrainDetection": {"resources": res("redis-ha-split-brain-fix")},

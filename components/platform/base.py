@@ -26,10 +26,11 @@ PULL_POLICY = "Always"
 image a tag no longer names, so the kubelet resolves the tag at each container start."""
 POD_SECURITY_CONTEXT = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 """The pod-level context a chart leaves empty where its containers already run as non-root."""
-STATIC_BINARY_USER = {"runAsUser": 65532, "runAsGroup": 65532}
-"""For images of one static binary, which any user may run: their own user is 1000, on the nodes'
-Amazon Linux the ec2-user account with password-less sudo, which a container that escaped would
+NON_HOST_UID = 65532
+"""The user and group of chart images that run as any user but default to 1000: on the nodes'
+Amazon Linux that is ec2-user, with password-less sudo, which a container that escaped would
 hold."""
+NON_HOST_USER = {"runAsUser": NON_HOST_UID, "runAsGroup": NON_HOST_UID}
 RELEASE_TIMEOUT_SECONDS = 900
 """Rancher and a first cert-manager install take several minutes on a fresh cluster."""
 
@@ -180,7 +181,7 @@ def controller_values(
         "resources": sizing.resources(release, workload, size),
         "image": {"pullPolicy": PULL_POLICY},
         # The pod's context in cert-manager's values, the container's in External Secrets'.
-        "securityContext": STATIC_BINARY_USER,
+        "securityContext": NON_HOST_USER,
     }
     if count > 1:
         values["podDisruptionBudget"] = {"enabled": True, "maxUnavailable": 1}

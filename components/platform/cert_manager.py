@@ -33,8 +33,8 @@ from components.platform import sizing
 from components.platform.base import (
     DNS_CONFIG,
     IGNORE_ANNOTATION,
+    NON_HOST_USER,
     PULL_POLICY,
-    STATIC_BINARY_USER,
     ChartSource,
     chart_release,
     controller_values,
@@ -110,7 +110,7 @@ def release_values(args: CertManagerArgs) -> dict[str, Any]:
     values["startupapicheck"] = {
         "resources": sizing.resources(NAMESPACE, "startupapicheck", size),
         "image": {"pullPolicy": PULL_POLICY},
-        "securityContext": STATIC_BINARY_USER,
+        "securityContext": NON_HOST_USER,
     }
     values["podDnsConfig"] = DNS_CONFIG
     if args.zone is not None:
