@@ -302,19 +302,37 @@ def program_rollout_order(result) -> list[int]:
     return order
 
 
+LEADER_CHANGE_GRACE = 2.0
+"""Seconds a sampled majority may be missing: removing the leader costs an election (500 ms
+here), and a loaded machine answers /health late; a lost quorum lasts until a member rejoins."""
+
+
+def longest_without_majority(samples: list[tuple[float, int, int]]) -> float:
+    """The longest stretch of samples in which fewer than a majority of the listed members were
+    healthy, in seconds."""
+    longest, since = 0.0, None
+    for at, healthy, listed in samples:
+        if healthy >= listed // 2 + 1:
+            since = None
+            continue
+        since = at if since is None else since
+        longest = max(longest, at - since)
+    return longest
+
+
 def test_prod_replaces_servers_one_at_a_time_without_losing_quorum(synth_results, cluster, k3s):
     order = program_rollout_order(synth_results["prod"])
     assert order == [0, 1, 2]
     api, stand_in = k3s
-    lowest: list[tuple[int, int]] = []
+    samples: list[tuple[float, int, int]] = []
     stop = threading.Event()
 
     def watch() -> None:
         while not stop.is_set():
             try:
-                lowest.append(cluster.quorum())
+                samples.append((time.monotonic(), *cluster.quorum()))
             except (StopIteration, RuntimeError, OSError):
-                lowest.append((0, 3))
+                samples.append((time.monotonic(), 0, 3))
             time.sleep(0.02)
 
     watcher = threading.Thread(target=watch, daemon=True)
@@ -337,7 +355,7 @@ def test_prod_replaces_servers_one_at_a_time_without_losing_quorum(synth_results
     finally:
         stop.set()
         watcher.join(timeout=5)
-    assert all(healthy >= listed // 2 + 1 for healthy, listed in lowest), min(lowest)
+    assert longest_without_majority(samples) < LEADER_CHANGE_GRACE
     assert {s.generation for s in cluster.slots} == {1}
     assert len(cluster.member_list()) == 3
 
@@ -346,10 +364,24 @@ def test_a_removal_leaves_a_quorum_of_the_rest(cluster, k3s):
     api, _ = k3s
     first = members.remove_member(api, cluster.slots[0].address, 30, 0.1, lambda m: None)
     cluster.slots[0].stop()
-    assert first and cluster.quorum() == (2, 2)
+    assert first and settled_quorum(cluster) == (2, 2)
     # Two etcd nodes left: no quorum to keep, so a destroy never empties the cluster.
     second = members.remove_member(api, cluster.slots[1].address, 30, 0.1, lambda m: None)
-    assert second == [] and cluster.quorum() == (2, 2)
+    assert second == [] and settled_quorum(cluster) == (2, 2)
+
+
+def settled_quorum(cluster) -> tuple[int, int]:
+    """The quorum once an election the removal started is over (at most LEADER_CHANGE_GRACE)."""
+    deadline = time.monotonic() + LEADER_CHANGE_GRACE
+    while (found := cluster.quorum())[0] < found[1] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
+
+
+def test_a_stretch_without_majority_is_measured_from_its_first_sample():
+    healthy, lost = (0.0, 3, 3), [(1.0, 1, 3), (1.5, 1, 2), (3.5, 0, 2)]
+    assert longest_without_majority([healthy, *lost, (4.0, 2, 2)]) == 2.5
+    assert longest_without_majority([healthy, (1.0, 2, 3), (9.0, 3, 3)]) == 0.0
 
 
 def test_waiting_for_a_member_that_never_joins_fails_naming_it(k3s):
