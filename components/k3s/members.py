@@ -22,7 +22,6 @@ import json
 import ssl
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from components.dynamic import is_unknown
 from components.k3s.readiness import (
     CREDENTIAL_KEYS,
     ApiCredentials,
+    poll,
     progress_log,
     ssl_context,
 )
@@ -101,23 +101,18 @@ def _poll(
     interval: float,
     progress: Callable[[str], None],
 ) -> float:
-    """Run `check` (None when done, else what it still waits for) until done or `timeout`."""
-    start = time.monotonic()
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            problem = check()
-        except (urllib.error.URLError, TimeoutError, ConnectionError, ssl.SSLError) as exc:
-            problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-        elapsed = time.monotonic() - start
-        if problem is None:
-            progress(f"{what}: done after {elapsed:.0f}s ({attempt} attempts)")
-            return elapsed
-        if elapsed + interval > timeout:
-            raise MemberTimeout(f"{what}: not done within {timeout:.0f}s; last: {problem}")
-        progress(f"{what} (attempt {attempt}, {elapsed:.0f}s of {timeout:.0f}s): {problem}")
-        time.sleep(interval)
+    """What a member gate waits for, bounded and reported like the readiness gate's wait."""
+    return poll(
+        check,
+        timeout=timeout,
+        interval=interval,
+        progress=progress,
+        waiting=what,
+        done=f"{what}: done",
+        timed_out=lambda _attempts, last: MemberTimeout(
+            f"{what}: not done within {timeout:.0f}s; last: {last}"
+        ),
+    )
 
 
 def wait_for_member(

@@ -89,6 +89,41 @@ def _probe(url: str, ctx: ssl.SSLContext, token: str, timeout: float) -> str | N
         return f"{type(exc).__name__}: {exc}"
 
 
+def poll(
+    check: Callable[[], str | None],
+    *,
+    timeout: float,
+    interval: float,
+    progress: Callable[[str], None],
+    waiting: str,
+    done: str,
+    timed_out: Callable[[int, str], Exception],
+) -> float:
+    """Run `check` (None when done, else what it still waits for) every `interval` seconds.
+
+    Reports each attempt as `<waiting> (attempt n, ...): <what check said>` and the end as
+    `<done> after ...`; returns the seconds waited. Raises `timed_out(attempts, last answer)`
+    when the next attempt would end after `timeout` seconds. A connection that fails counts as
+    an answer, not as the end.
+    """
+    start = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            problem = check()
+        except (urllib.error.URLError, TimeoutError, ConnectionError, ssl.SSLError) as exc:
+            problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        elapsed = time.monotonic() - start
+        if problem is None:
+            progress(f"{done} after {elapsed:.0f}s ({attempt} attempts)")
+            return elapsed
+        if elapsed + interval > timeout:
+            raise timed_out(attempt, problem)
+        progress(f"{waiting} (attempt {attempt}, {elapsed:.0f}s of {timeout:.0f}s): {problem}")
+        time.sleep(interval)
+
+
 def wait_until_ready(
     creds: ApiCredentials,
     timeout: float = DEFAULT_TIMEOUT_SECONDS,
@@ -101,28 +136,26 @@ def wait_until_ready(
     at once when the server's certificate is not from the cluster CA.
     """
     url = creds.api_url.rstrip("/") + "/readyz"
-    start = time.monotonic()
-    attempt = 0
+    deadline = time.monotonic() + timeout
     with tempfile.TemporaryDirectory(prefix="readyz-") as scratch:
         ctx = ssl_context(creds, Path(scratch))
-        while True:
-            attempt += 1
-            elapsed = time.monotonic() - start
-            problem = _probe(url, ctx, creds.token, timeout=min(10.0, max(1.0, timeout - elapsed)))
-            elapsed = time.monotonic() - start
-            if problem is None:
-                progress(f"{url} is ready after {elapsed:.0f}s ({attempt} attempts)")
-                return elapsed
-            if elapsed + interval > timeout:
-                raise ClusterNotReady(
-                    f"the Kubernetes API server at {url} was not ready within {timeout:.0f}s "
-                    f"({attempt} attempts); last answer: {problem}"
-                )
-            progress(
-                f"waiting for {url} (attempt {attempt}, {elapsed:.0f}s of {timeout:.0f}s): "
-                f"{problem}"
-            )
-            time.sleep(interval)
+
+        def check() -> str | None:
+            remaining = deadline - time.monotonic()
+            return _probe(url, ctx, creds.token, timeout=min(10.0, max(1.0, remaining)))
+
+        return poll(
+            check,
+            timeout=timeout,
+            interval=interval,
+            progress=progress,
+            waiting=f"waiting for {url}",
+            done=f"{url} is ready",
+            timed_out=lambda attempts, last: ClusterNotReady(
+                f"the Kubernetes API server at {url} was not ready within {timeout:.0f}s "
+                f"({attempts} attempts); last answer: {last}"
+            ),
+        )
 
 
 def build_kubeconfig(name: str, creds: ApiCredentials) -> str:
