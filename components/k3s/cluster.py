@@ -675,7 +675,7 @@ class K3sCluster(pulumi.ComponentResource):
         )
 
     def _eip(self):
-        name, cfg = self._name, self._cfg
+        name = self._name
         eip = aws.ec2.Eip(
             f"{name}-api-eip",
             domain="vpc",
@@ -683,10 +683,16 @@ class K3sCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self._api_eip = eip
-        for i, cidr in enumerate(cfg.api_allowed_cidrs):
+        self._open_entry_points("", self.nodes_sg)
+        addresses = eip.public_ip.apply(lambda ip: [ip])
+        return eip.public_ip, addresses, addresses, {}
+
+    def _open_entry_points(self, prefix: str, group: aws.ec2.SecurityGroup) -> None:
+        """What the public endpoint admits: the API from the allowed CIDRs, web from anywhere."""
+        for i, cidr in enumerate(self._cfg.api_allowed_cidrs):
             self._rule(
-                f"api-{i}",
-                self.nodes_sg,
+                f"{prefix}api-{i}",
+                group,
                 "tcp",
                 API_PORT,
                 API_PORT,
@@ -695,19 +701,17 @@ class K3sCluster(pulumi.ComponentResource):
             )
         for port in INGRESS_PORTS:
             self._rule(
-                f"ingress-{port}",
-                self.nodes_sg,
+                f"{prefix}ingress-{port}",
+                group,
                 "tcp",
                 port,
                 port,
                 cidr="0.0.0.0/0",
                 description="web traffic to Traefik",
             )
-        addresses = eip.public_ip.apply(lambda ip: [ip])
-        return eip.public_ip, addresses, addresses, {}
 
     def _nlb(self):
-        name, cfg, net = self._name, self._cfg, self._net
+        name, net = self._name, self._net
         child = pulumi.ResourceOptions(parent=self)
         self._api_eip = None
         lb_sg = aws.ec2.SecurityGroup(
@@ -717,26 +721,7 @@ class K3sCluster(pulumi.ComponentResource):
             tags={"Name": f"{name}-lb"},
             opts=child,
         )
-        for i, cidr in enumerate(cfg.api_allowed_cidrs):
-            self._rule(
-                f"lb-api-{i}",
-                lb_sg,
-                "tcp",
-                API_PORT,
-                API_PORT,
-                cidr=cidr,
-                description="Kubernetes API from an allowed CIDR",
-            )
-        for port in INGRESS_PORTS:
-            self._rule(
-                f"lb-ingress-{port}",
-                lb_sg,
-                "tcp",
-                port,
-                port,
-                cidr="0.0.0.0/0",
-                description="web traffic to Traefik",
-            )
+        self._open_entry_points("lb-", lb_sg)
         aws.vpc.SecurityGroupEgressRule(
             f"{name}-lb-egress",
             security_group_id=lb_sg.id,
